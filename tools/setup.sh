@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing mica needs on Debian (bookworm or
+# later): compiler, CMake, Python 3 with pip (to fetch the model package),
+# Criterion, Graphviz. Skips apt when
+# everything is already there, so it is cheap to call from every script.
+set -euo pipefail
+
+packages=(build-essential cmake python3 python3-pip ca-certificates libcriterion-dev pkg-config graphviz)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
