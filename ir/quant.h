@@ -1,0 +1,28 @@
+/* Dequantization of the storage formats of ir/dtypes.def to float32.
+ *
+ * Rows are n elements in one dtype; n must be a multiple of the dtype's
+ * block (mica_dtype_block_elems). The block layouts are GGUF's (ggml's
+ * block_q4_0, ..., block_q6_K), read byte by byte so the code does not
+ * depend on host struct packing or endianness beyond little-endian f16.
+ */
+#ifndef MICA_QUANT_H
+#define MICA_QUANT_H
+
+#include <stdint.h>
+
+#include "diag.h"
+#include "ir.h"
+
+/* Dequantizes n elements from src (mica_dtype_row_bytes(t, n) bytes) into
+ * dst. Fails (MICA_ERR_UNSUPPORTED / INVALID) for i32/i8/i4 or a bad n. */
+mica_status_t mica_dequantize_row(mica_dtype_t t, const void *src, float *dst, int64_t n,
+                                  mica_diag_t *d);
+
+/* IEEE half <-> float, round to nearest even; exact for all halves. */
+float mica_f16_to_f32(uint16_t h);
+uint16_t mica_f32_to_f16(float f);
+/* bfloat16 <-> float (round to nearest even; NaN stays NaN). */
+float mica_bf16_to_f32(uint16_t h);
+uint16_t mica_f32_to_bf16(float f);
+
+#endif
