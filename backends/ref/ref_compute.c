@@ -1,0 +1,306 @@
+/* Compute ops of the reference backend: float32 values, float64 in every
+ * reduction (matmul, norms, softmax sums, attention) and in the
+ * transcendental functions. Rounding a result to an f16/bf16 output dtype
+ * is the interpreter's job, after the kernel. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "ref_internal.h"
+
+/* The innermost dim of a type (1 for a scalar) and the count of such rows. */
+static int64_t last_dim(const mica_type_t *t)
+{
+    return t->rank > 0 ? t->shape[t->rank - 1] : 1;
+}
+
+static int64_t row_count(const mica_type_t *t)
+{
+    return mica_type_numel(t) / last_dim(t);
+}
+
+mica_status_t mica_ref_arg_row(const mica_ref_arg_t *a, int64_t r, float *dst, mica_diag_t *d)
+{
+    int64_t n = last_dim(&a->type);
+    if (a->f) {
+        memcpy(dst, a->f + r * n, (size_t)n * sizeof *dst);
+        return MICA_OK;
+    }
+    if (!a->bytes)
+        return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "rows of %s values cannot be read as float",
+                             mica_dtype_name(a->type.dtype));
+    int64_t row_bytes = mica_dtype_row_bytes(a->type.dtype, n);
+    const unsigned char *src = a->bytes + r * row_bytes;
+    if (a->type.dtype == MICA_DTYPE_F32) {
+        memcpy(dst, src, (size_t)n * sizeof *dst); /* the bytes may be unaligned */
+        return MICA_OK;
+    }
+    return mica_dequantize_row(a->type.dtype, src, dst, n, d);
+}
+
+/* ------------------------------------------------------------------------ */
+/* weights                                                                   */
+
+mica_status_t mica_ref_embedding(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d)
+{
+    const mica_ref_arg_t *table = &args[0]; /* [V, D] */
+    const int32_t *ids = args[1].i;          /* [T] (any shape, flat) */
+    int64_t n_vocab = table->type.shape[0], dim = table->type.shape[1];
+    int64_t n_ids = mica_type_numel(&args[1].type);
+    float *out = y; /* [T, D] */
+    for (int64_t t = 0; t < n_ids; t++) {
+        if (ids[t] < 0 || ids[t] >= n_vocab)
+            return mica_diag_set(d, MICA_ERR_RANGE, "id %d out of range [0, %lld)", (int)ids[t],
+                                 (long long)n_vocab);
+        MICA_TRY(mica_ref_arg_row(table, ids[t], out + t * dim, d));
+    }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_matmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                              mica_diag_t *d)
+{
+    const float *x = args[0].f;         /* [M, K] (leading dims flattened) */
+    const mica_ref_arg_t *w = &args[1]; /* [N, K] */
+    int64_t k_dim = w->type.shape[1], n_dim = w->type.shape[0];
+    int64_t m_dim = row_count(&args[0].type);
+    float *out = y; /* [M, N] */
+    float *row = malloc((size_t)k_dim * sizeof *row); /* [K]: weight row n, dequantized */
+    if (!row)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for a weight row of %lld",
+                             (long long)k_dim);
+    for (int64_t j = 0; j < n_dim; j++) {
+        mica_status_t s = mica_ref_arg_row(w, j, row, d);
+        if (s != MICA_OK) {
+            free(row);
+            return s;
+        }
+        for (int64_t m = 0; m < m_dim; m++) {
+            const float *xm = x + m * k_dim;
+            double acc = 0.0;
+            for (int64_t k = 0; k < k_dim; k++)
+                acc += (double)xm[k] * (double)row[k];
+            out[m * n_dim + j] = (float)acc;
+        }
+    }
+    free(row);
+    return MICA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* elementwise                                                               */
+
+/* y = a (op) b with numpy broadcasting; mul selects * over +. */
+static void broadcast_binary(const mica_node_t *n, const mica_ref_arg_t *args, float *y, bool mul)
+{
+    const mica_type_t *ty = &n->type;
+    int32_t rank = ty->rank;
+    /* Element strides of a and b along each output dim; 0 where broadcast. */
+    int64_t sa[MICA_MAX_RANK] = {0}, sb[MICA_MAX_RANK] = {0};
+    for (int32_t k = 0; k < 2; k++) {
+        const mica_type_t *t = &args[k].type;
+        int64_t st[MICA_MAX_RANK];
+        mica_type_strides(t, st);
+        int64_t *out = k == 0 ? sa : sb;
+        for (int32_t dd = 0; dd < t->rank; dd++) {
+            int32_t od = dd + rank - t->rank;
+            out[od] = t->shape[dd] == 1 ? 0 : st[dd];
+        }
+    }
+    int64_t idx[MICA_MAX_RANK] = {0};
+    int64_t i = 0;
+    do {
+        int64_t ia = 0, ib = 0;
+        for (int32_t dd = 0; dd < rank; dd++) {
+            ia += idx[dd] * sa[dd];
+            ib += idx[dd] * sb[dd];
+        }
+        float a = args[0].f[ia], b = args[1].f[ib];
+        y[i++] = mul ? a * b : a + b;
+    } while (mica_ref_index_next(idx, ty->shape, rank));
+}
+
+mica_status_t mica_ref_add(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                           mica_diag_t *d)
+{
+    broadcast_binary(n, args, y, false);
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_mul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                           mica_diag_t *d)
+{
+    broadcast_binary(n, args, y, true);
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_scale(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                             mica_diag_t *d)
+{
+    double s = mica_node_attr_f(n, "s");
+    int64_t count = mica_type_numel(&n->type);
+    float *out = y;
+    for (int64_t i = 0; i < count; i++)
+        out[i] = (float)((double)args[0].f[i] * s);
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_convert(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d)
+{
+    memcpy(y, args[0].f, (size_t)mica_type_numel(&n->type) * sizeof(float));
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_silu(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                            mica_diag_t *d)
+{
+    int64_t count = mica_type_numel(&n->type);
+    float *out = y;
+    for (int64_t i = 0; i < count; i++) {
+        double x = args[0].f[i];
+        out[i] = (float)(x / (1.0 + exp(-x)));
+    }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_gelu(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                            mica_diag_t *d)
+{
+    const double k = sqrt(2.0 / 3.14159265358979323846); /* sqrt(2/pi) */
+    int64_t count = mica_type_numel(&n->type);
+    float *out = y;
+    for (int64_t i = 0; i < count; i++) {
+        double x = args[0].f[i];
+        out[i] = (float)(0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x))));
+    }
+    return MICA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* reductions over the last dim                                              */
+
+mica_status_t mica_ref_rms_norm(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                mica_diag_t *d)
+{
+    double eps = mica_node_attr_f(n, "eps");
+    int64_t dim = last_dim(&args[0].type), rows = row_count(&args[0].type);
+    const float *w = args[1].f; /* [D] */
+    float *out = y;             /* [rows, D] */
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = args[0].f + r * dim;
+        double ss = 0.0;
+        for (int64_t i = 0; i < dim; i++)
+            ss += (double)x[i] * (double)x[i];
+        double inv = 1.0 / sqrt(ss / (double)dim + eps);
+        for (int64_t i = 0; i < dim; i++)
+            out[r * dim + i] = (float)((double)x[i] * inv * (double)w[i]);
+    }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_softmax(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d)
+{
+    int64_t dim = last_dim(&args[0].type), rows = row_count(&args[0].type);
+    float *out = y;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = args[0].f + r * dim;
+        double mx = -INFINITY;
+        for (int64_t i = 0; i < dim; i++)
+            if (x[i] > mx)
+                mx = x[i];
+        double sum = 0.0;
+        for (int64_t i = 0; i < dim; i++)
+            sum += exp((double)x[i] - mx);
+        for (int64_t i = 0; i < dim; i++)
+            out[r * dim + i] = (float)(exp((double)x[i] - mx) / sum);
+    }
+    return MICA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* positions and attention                                                   */
+
+mica_status_t mica_ref_rope(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                            mica_diag_t *d)
+{
+    int64_t mode = mica_node_attr_i(n, "mode"), dims = mica_node_attr_i(n, "dims");
+    double theta = mica_node_attr_f(n, "theta"), scale = mica_node_attr_f(n, "scale");
+    const mica_type_t *t = &args[0].type; /* x [T, H, D] */
+    int64_t n_tok = t->shape[0], n_head = t->shape[1], hd = t->shape[2], half = dims / 2;
+    const int32_t *pos = args[1].i; /* [T] */
+    float *out = y;                 /* [T, H, D] */
+    memcpy(out, args[0].f, (size_t)mica_type_numel(t) * sizeof *out);
+    for (int64_t tok = 0; tok < n_tok; tok++) {
+        for (int64_t i = 0; i < half; i++) {
+            /* radians */
+            double angle = (double)pos[tok] * scale * pow(theta, -2.0 * (double)i / (double)dims);
+            double c = cos(angle), s = sin(angle);
+            int64_t i0 = mode == 0 ? 2 * i : i, i1 = mode == 0 ? 2 * i + 1 : i + half;
+            for (int64_t h = 0; h < n_head; h++) {
+                const float *x = args[0].f + (tok * n_head + h) * hd;
+                float *o = out + (tok * n_head + h) * hd;
+                double a = x[i0], b = x[i1];
+                o[i0] = (float)(a * c - b * s);
+                o[i1] = (float)(a * s + b * c);
+            }
+        }
+    }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d)
+{
+    double scale = mica_node_attr_f(n, "scale");
+    const float *q = args[0].f, *k = args[1].f, *v = args[2].f;
+    int64_t n_q = args[0].type.shape[0], hq = args[0].type.shape[1], hd = args[0].type.shape[2];
+    int64_t n_kv = args[1].type.shape[0], hkv = args[1].type.shape[1];
+    int64_t group = hq / hkv; /* query heads per kv head */
+    float *out = y;           /* [T, Hq, D] */
+    double *p = malloc((size_t)n_kv * sizeof *p); /* [S]: scores, then probabilities */
+    double *acc = malloc((size_t)hd * sizeof *acc); /* [D] */
+    if (!p || !acc) {
+        free(p);
+        free(acc);
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for %lld attention scores",
+                             (long long)n_kv);
+    }
+    for (int64_t t = 0; t < n_q; t++) {
+        int64_t last = n_kv - n_q + t; /* the last key query t sees */
+        for (int64_t h = 0; h < hq; h++) {
+            int64_t kh = h / group;
+            const float *qt = q + (t * hq + h) * hd;
+            double mx = -INFINITY;
+            for (int64_t j = 0; j <= last; j++) {
+                const float *kj = k + (j * hkv + kh) * hd;
+                double dot = 0.0;
+                for (int64_t i = 0; i < hd; i++)
+                    dot += (double)qt[i] * (double)kj[i];
+                p[j] = scale * dot;
+                if (p[j] > mx)
+                    mx = p[j];
+            }
+            double sum = 0.0;
+            for (int64_t j = 0; j <= last; j++) {
+                p[j] = exp(p[j] - mx);
+                sum += p[j];
+            }
+            for (int64_t i = 0; i < hd; i++)
+                acc[i] = 0.0;
+            for (int64_t j = 0; j <= last; j++) {
+                const float *vj = v + (j * hkv + kh) * hd;
+                for (int64_t i = 0; i < hd; i++)
+                    acc[i] += p[j] / sum * (double)vj[i];
+            }
+            for (int64_t i = 0; i < hd; i++)
+                out[(t * hq + h) * hd + i] = (float)acc[i];
+        }
+    }
+    free(p);
+    free(acc);
+    return MICA_OK;
+}
