@@ -118,37 +118,33 @@ static bool cand_before(const cand_t *a, const cand_t *b)
     return cand_cmp(a, b) < 0;
 }
 
-/* Moves the k best candidates of c[0..n) to c[0..k) (unordered) with a
- * min-heap of size k: O(n log k). */
+/* Restores the min-heap c[0..k) (root = worst kept candidate) below j. */
+static void sift_down(cand_t *c, int32_t k, int32_t j)
+{
+    for (;;) {
+        int32_t l = 2 * j + 1, r = l + 1, w = j;
+        if (l < k && cand_before(&c[w], &c[l]))
+            w = l;
+        if (r < k && cand_before(&c[w], &c[r]))
+            w = r;
+        if (w == j)
+            return;
+        cand_t t = c[j];
+        c[j] = c[w];
+        c[w] = t;
+        j = w;
+    }
+}
+
+/* Moves the k best candidates of c[0..n) to c[0..k) (unordered): O(n log k). */
 static void select_top_k(cand_t *c, int32_t n, int32_t k)
 {
-    for (int32_t i = k / 2 - 1; i >= 0; i--) {
-        for (int32_t j = i;;) { /* sift down: heap root is the worst kept */
-            int32_t l = 2 * j + 1, r = l + 1, w = j;
-            if (l < k && cand_before(&c[w], &c[l]))
-                w = l;
-            if (r < k && cand_before(&c[w], &c[r]))
-                w = r;
-            if (w == j)
-                break;
-            cand_t t = c[j]; c[j] = c[w]; c[w] = t;
-            j = w;
-        }
-    }
+    for (int32_t i = k / 2 - 1; i >= 0; i--)
+        sift_down(c, k, i);
     for (int32_t i = k; i < n; i++) {
-        if (!cand_before(&c[i], &c[0]))
-            continue;
-        c[0] = c[i];
-        for (int32_t j = 0;;) {
-            int32_t l = 2 * j + 1, r = l + 1, w = j;
-            if (l < k && cand_before(&c[w], &c[l]))
-                w = l;
-            if (r < k && cand_before(&c[w], &c[r]))
-                w = r;
-            if (w == j)
-                break;
-            cand_t t = c[j]; c[j] = c[w]; c[w] = t;
-            j = w;
+        if (cand_before(&c[i], &c[0])) {
+            c[0] = c[i];
+            sift_down(c, k, 0);
         }
     }
 }
