@@ -1,0 +1,440 @@
+/* Byte-level BPE, as llama.cpp's llm_tokenizer_bpe: the text is decoded to
+ * code points (bad bytes as U+FFFD), split into pieces by the
+ * pre-tokenizer's regexes (written out by hand below, with the quirks of
+ * llama.cpp's hand-written gpt2/llama3 splitters and of its std::regex
+ * fallback for the others), each piece's UTF-8 bytes are mapped to GPT-2's
+ * printable characters, and the adjacent pair with the lowest merge rank
+ * (leftmost on ties) merges first. */
+#include <string.h>
+
+#include "tok_internal.h"
+
+enum {
+    SLOT_CPS = 0,     /* uint32 code points of the run */
+    SLOT_FLAGS = 1,   /* uint16 class flags */
+    SLOT_PIECE_A = 2, /* uint32 piece lengths, ping */
+    SLOT_PIECE_B = 3, /* pong */
+    SLOT_WORD = 4,    /* bytes of one byte-encoded piece */
+    SLOT_SYMS = 5,
+    SLOT_HEAP = 6,
+};
+
+#define WS MICA_TOK_U_WHITESPACE
+#define LETTER MICA_TOK_U_LETTER
+#define NUMBER MICA_TOK_U_NUMBER
+#define OOR 0xFFFFFFFFu /* code point past the end of the piece */
+
+/* ---- pre-tokenizer ---- */
+
+typedef struct splitter {
+    const uint32_t *cp;
+    const uint16_t *fl;
+    size_t end;  /* one past the piece being split */
+    size_t prev; /* end of the last piece emitted */
+    uint32_t *out;
+    size_t n_out;
+} splitter_t;
+
+static uint32_t cpt(const splitter_t *s, size_t p)
+{
+    return p < s->end ? s->cp[p] : OOR;
+}
+
+/* Flags, 0 past the end (every code point inside has a class bit). */
+static uint16_t flg(const splitter_t *s, size_t p)
+{
+    return p < s->end ? s->fl[p] : 0;
+}
+
+/* Ends a piece at `end` (nothing if empty). */
+static void add(splitter_t *s, size_t end)
+{
+    if (end > s->prev)
+        s->out[s->n_out++] = (uint32_t)(end - s->prev);
+    s->prev = end;
+}
+
+static uint32_t lower_ascii(uint32_t c)
+{
+    return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* 's 't 're 've 'm 'll 'd at pos (an apostrophe): length matched, or 0. */
+static size_t contraction(const splitter_t *s, size_t pos, bool fold)
+{
+    if (pos + 1 >= s->end)
+        return 0;
+    uint32_t c1 = s->cp[pos + 1];
+    if (fold)
+        c1 = lower_ascii(c1);
+    if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+        return 2;
+    if (pos + 2 >= s->end)
+        return 0;
+    uint32_t c2 = s->cp[pos + 2];
+    if (fold)
+        c2 = lower_ascii(c2);
+    if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
+        return 3;
+    return 0;
+}
+
+/* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+static void split_gpt2(splitter_t *s, size_t pos)
+{
+    while (pos < s->end) {
+        uint32_t c = s->cp[pos];
+        uint16_t f = s->fl[pos];
+        if (c == '\'') {
+            size_t m = contraction(s, pos, false);
+            if (m) {
+                pos += m;
+                add(s, pos);
+                continue;
+            }
+        }
+        uint16_t f2 = c == ' ' ? flg(s, pos + 1) : f;
+        if (f2 & LETTER) {
+            pos += c == ' ';
+            while (f2 & LETTER)
+                f2 = flg(s, ++pos);
+            add(s, pos);
+            continue;
+        }
+        if (f2 & NUMBER) {
+            pos += c == ' ';
+            while (f2 & NUMBER)
+                f2 = flg(s, ++pos);
+            add(s, pos);
+            continue;
+        }
+        if (!(f2 & (WS | LETTER | NUMBER)) && f2) {
+            pos += c == ' ';
+            while (!(f2 & (WS | LETTER | NUMBER)) && f2)
+                f2 = flg(s, ++pos);
+            add(s, pos);
+            continue;
+        }
+        size_t nws = 0;
+        while (flg(s, pos + nws) & WS)
+            nws++;
+        if (nws > 1 && pos + nws < s->end) { /* \s+(?!\S): leave the last one */
+            pos += nws - 1;
+            add(s, pos);
+            continue;
+        }
+        if (nws > 0) {
+            pos += nws;
+            add(s, pos);
+            continue;
+        }
+        add(s, ++pos);
+    }
+}
+
+/* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,ndig}|
+ *  ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * ndig 3 is llama3 (llama.cpp's hand-written splitter); ndig 1 is qwen2,
+ * which llama.cpp runs through std::regex: the same pieces, since within a
+ * piece every code point has a class. */
+static void split_llama3(splitter_t *s, size_t pos, size_t ndig)
+{
+    while (pos < s->end) {
+        uint32_t c = s->cp[pos];
+        uint16_t f = s->fl[pos];
+        if (c == '\'') {
+            size_t m = contraction(s, pos, true);
+            if (m) {
+                pos += m;
+                add(s, pos);
+                continue;
+            }
+        }
+        if (!(c == '\r' || c == '\n' || (f & NUMBER))) {
+            if ((f & LETTER) || (flg(s, pos + 1) & LETTER)) {
+                pos++;
+                while (flg(s, pos) & LETTER)
+                    pos++;
+                add(s, pos);
+                continue;
+            }
+        }
+        if (f & NUMBER) {
+            size_t ini = pos;
+            while (flg(s, pos) & NUMBER) {
+                if (++pos - ini >= ndig) {
+                    add(s, pos);
+                    ini = pos;
+                }
+            }
+            add(s, pos);
+            continue;
+        }
+        uint16_t f2 = c == ' ' ? flg(s, pos + 1) : f;
+        if (!(f2 & (WS | LETTER | NUMBER)) && f) {
+            pos += c == ' ';
+            while (!(f2 & (WS | LETTER | NUMBER)) && f2)
+                f2 = flg(s, ++pos);
+            uint32_t c2 = cpt(s, pos);
+            while (c2 == '\r' || c2 == '\n')
+                c2 = cpt(s, ++pos);
+            add(s, pos);
+            continue;
+        }
+        size_t nws = 0, last_rn = 0;
+        while (flg(s, pos + nws) & WS) {
+            uint32_t c2 = cpt(s, pos + nws);
+            if (c2 == '\r' || c2 == '\n')
+                last_rn = pos + nws + 1;
+            nws++;
+        }
+        if (last_rn > 0) { /* \s*[\r\n]+ */
+            pos = last_rn;
+            add(s, pos);
+            continue;
+        }
+        if (nws > 1 && pos + nws < s->end) {
+            pos += nws - 1;
+            add(s, pos);
+            continue;
+        }
+        if (nws > 0) {
+            pos += nws;
+            add(s, pos);
+            continue;
+        }
+        add(s, ++pos);
+    }
+}
+
+/* \p{N} (each_digit) or \p{N}+: digit pieces, and the text between them. */
+static void split_digits(splitter_t *s, size_t pos, bool each_digit)
+{
+    while (pos < s->end) {
+        if (s->fl[pos] & NUMBER) {
+            pos++;
+            while (!each_digit && pos < s->end && (s->fl[pos] & NUMBER))
+                pos++;
+        } else {
+            while (pos < s->end && !(s->fl[pos] & NUMBER))
+                pos++;
+        }
+        add(s, pos);
+    }
+}
+
+static bool ascii_digit(uint32_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* [0-9][0-9][0-9], matched left to right; the text between is a piece. */
+static void split_ascii_digit3(splitter_t *s, size_t pos)
+{
+    while (pos < s->end) {
+        if (pos + 3 <= s->end && ascii_digit(s->cp[pos]) && ascii_digit(s->cp[pos + 1]) &&
+            ascii_digit(s->cp[pos + 2])) {
+            add(s, pos);
+            pos += 3;
+            add(s, pos);
+        } else {
+            pos++;
+        }
+    }
+    add(s, pos);
+}
+
+/* [\p{P}\$\+<=>\^~\|]: llama.cpp runs this on text where code points below
+ * 128 stand for themselves (ASCII punctuation and the listed symbols, so
+ * every ASCII mark but '`') and others for their class. */
+static bool punct_class(uint32_t c, uint16_t f)
+{
+    if (c < 128)
+        return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x5F) ||
+               (c >= 0x7B && c <= 0x7E);
+    return (f & MICA_TOK_U_PUNCT) && !(f & WS);
+}
+
+static void split_punct(splitter_t *s, size_t pos)
+{
+    while (pos < s->end) {
+        bool p = punct_class(s->cp[pos], s->fl[pos]);
+        while (pos < s->end && punct_class(s->cp[pos], s->fl[pos]) == p)
+            pos++;
+        add(s, pos);
+    }
+}
+
+int64_t mica_tok_pretokenize(const mica_tokenizer_t *t, const uint32_t *cps, const uint16_t *fl,
+                             size_t n, mica_tok_scratch_t *s, int slot_a, int slot_b,
+                             const uint32_t **pieces)
+{
+    size_t bytes = (n ? n : 1) * sizeof(uint32_t);
+    if (!mica_tok_grow(s, slot_a, bytes) || !mica_tok_grow(s, slot_b, bytes))
+        return -1;
+    uint32_t *in = s->buf[slot_a], *out = s->buf[slot_b];
+    size_t n_in = 0;
+    if (n)
+        in[n_in++] = (uint32_t)n;
+    for (int k = 0; k < t->n_stages; k++) {
+        splitter_t sp = {cps, fl, 0, 0, out, 0};
+        size_t start = 0;
+        for (size_t i = 0; i < n_in; i++) {
+            sp.end = start + in[i];
+            sp.prev = start;
+            switch (t->stages[k]) {
+            case MICA_TOK_SPLIT_GPT2:
+                split_gpt2(&sp, start);
+                break;
+            case MICA_TOK_SPLIT_LLAMA3:
+                split_llama3(&sp, start, 3);
+                break;
+            case MICA_TOK_SPLIT_QWEN2:
+                split_llama3(&sp, start, 1);
+                break;
+            case MICA_TOK_SPLIT_DIGIT:
+                split_digits(&sp, start, true);
+                break;
+            case MICA_TOK_SPLIT_DIGITS:
+                split_digits(&sp, start, false);
+                break;
+            case MICA_TOK_SPLIT_ASCII_DIGIT3:
+                split_ascii_digit3(&sp, start);
+                break;
+            case MICA_TOK_SPLIT_PUNCT:
+                split_punct(&sp, start);
+                break;
+            }
+            add(&sp, sp.end); /* defensive: a splitter always ends at the end */
+            start = sp.end;
+        }
+        uint32_t *tmp = in;
+        in = out;
+        out = tmp;
+        n_in = sp.n_out;
+    }
+    *pieces = in;
+    return (int64_t)n_in;
+}
+
+/* ---- BPE over one piece ---- */
+
+typedef struct bpe_sym {
+    uint32_t off, n; /* bytes of the word; n = 0 once merged away */
+    int32_t prev, next;
+} bpe_sym_t;
+
+/* Queued if left+right is a merge; lowest rank first, then leftmost. */
+static bool try_bigram(const mica_tokenizer_t *t, const char *w, const bpe_sym_t *sym, int32_t left,
+                       int32_t right, mica_tok_heap_t *h, bool sift)
+{
+    if (left < 0 || right < 0)
+        return true;
+    size_t n = (size_t)sym[left].n + sym[right].n;
+    int32_t rank = mica_tok_merge_rank(t, w + sym[left].off, n, sym[left].n);
+    if (rank < 0)
+        return true;
+    mica_tok_pair_t p = {((uint64_t)(uint32_t)rank << 32) | (uint32_t)left, right, (uint32_t)n};
+    return mica_tok_heap_push(h, p, sift);
+}
+
+static bool bpe_word(const mica_tokenizer_t *t, const char *w, size_t n, mica_tok_scratch_t *s,
+                     mica_tok_out_t *out)
+{
+    if (t->ignore_merges) {
+        int32_t id = mica_tok_lookup(t, w, n);
+        if (id != MICA_TOKEN_NULL) {
+            mica_tok_emit(out, id);
+            return true;
+        }
+    }
+    if (!mica_tok_grow(s, SLOT_SYMS, n * sizeof(bpe_sym_t)))
+        return false;
+    bpe_sym_t *sym = s->buf[SLOT_SYMS];
+    int32_t n_sym = 0;
+    for (size_t off = 0; off < n;) {
+        size_t l = mica_tok_utf8_len((uint8_t)w[off]);
+        if (l > n - off)
+            l = n - off;
+        sym[n_sym] =
+            (bpe_sym_t){(uint32_t)off, (uint32_t)l, n_sym - 1, off + l == n ? -1 : n_sym + 1};
+        n_sym++;
+        off += l;
+    }
+    mica_tok_heap_t h = {s, SLOT_HEAP, 0};
+    for (int32_t i = 1; i < n_sym; i++)
+        if (!try_bigram(t, w, sym, i - 1, i, &h, false))
+            return false;
+    mica_tok_heap_build(&h);
+    while (h.n) {
+        mica_tok_pair_t b = mica_tok_heap_pop(&h);
+        int32_t left = (int32_t)(uint32_t)b.key;
+        bpe_sym_t *l = &sym[left], *r = &sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+            continue; /* outdated */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            sym[r->next].prev = left;
+        if (!try_bigram(t, w, sym, l->prev, left, &h, true) ||
+            !try_bigram(t, w, sym, left, l->next, &h, true))
+            return false;
+    }
+    for (int32_t i = 0; i != -1; i = sym[i].next) {
+        const char *p = w + sym[i].off;
+        int32_t id = mica_tok_lookup(t, p, sym[i].n);
+        if (id != MICA_TOKEN_NULL) {
+            mica_tok_emit(out, id);
+            continue;
+        }
+        for (uint32_t j = 0; j < sym[i].n; j++) { /* as llama.cpp: each byte, if a token */
+            id = mica_tok_lookup(t, p + j, 1);
+            if (id != MICA_TOKEN_NULL)
+                mica_tok_emit(out, id);
+        }
+    }
+    return true;
+}
+
+bool mica_tok_bpe_encode(const mica_tokenizer_t *t, const char *text, size_t len,
+                         mica_tok_scratch_t *s, mica_tok_out_t *out)
+{
+    if (!mica_tok_grow(s, SLOT_CPS, (len + 1) * sizeof(uint32_t)) ||
+        !mica_tok_grow(s, SLOT_FLAGS, (len + 1) * sizeof(uint16_t)))
+        return false;
+    uint32_t *cps = s->buf[SLOT_CPS];
+    uint16_t *fl = s->buf[SLOT_FLAGS];
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t adv;
+        uint32_t c = mica_tok_utf8_decode((const uint8_t *)text + i, len - i, &adv);
+        cps[n] = c;
+        fl[n] = mica_tok_uclass(c);
+        n++;
+        i += adv;
+    }
+    const uint32_t *pieces;
+    int64_t n_pieces = mica_tok_pretokenize(t, cps, fl, n, s, SLOT_PIECE_A, SLOT_PIECE_B, &pieces);
+    if (n_pieces < 0)
+        return false;
+
+    size_t start = 0;
+    for (int64_t k = 0; k < n_pieces; k++) {
+        size_t m = pieces[k];
+        if (!mica_tok_grow(s, SLOT_WORD, m * 8))
+            return false;
+        char *w = s->buf[SLOT_WORD];
+        size_t wn = 0;
+        for (size_t i = start; i < start + m; i++) {
+            uint8_t u8[4];
+            size_t nb = mica_tok_utf8_encode(cps[i], u8);
+            for (size_t j = 0; j < nb; j++)
+                wn += mica_tok_utf8_encode(t->byte_cp[u8[j]], (uint8_t *)w + wn);
+        }
+        if (!bpe_word(t, w, wn, s, out))
+            return false;
+        start += m;
+    }
+    return true;
+}
