@@ -1,0 +1,209 @@
+/* Pass "geometry": every data-movement op becomes a raster op whose regions
+ * read the op's operands (region-based geometric computation).
+ *
+ *   reshape    one region, the flat copy
+ *   transpose  one region over the output, source strides permuted
+ *   slice      one region, source offset at the starts, strides * steps
+ *   concat     one region per operand, destination offset along the axis
+ *   broadcast  one region, source stride 0 on the expanded dims
+ *   gather     one gather region reading dim `axis` through the ids operand
+ *
+ * The graph is rebuilt: other ops are copied with their operand ids
+ * remapped (views kept). Regions are canonical (mica_region_canonicalize).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes.h"
+#include "region.h"
+
+static mica_region_t region_init(int32_t input, int32_t rank, const int64_t *size)
+{
+    mica_region_t r;
+    memset(&r, 0, sizeof r);
+    r.input = input;
+    r.index_input = -1;
+    r.rank = rank > 0 ? rank : 1;
+    for (int32_t d = 0; d < MICA_MAX_RANK; d++)
+        r.size[d] = d < rank ? size[d] : 1;
+    return r;
+}
+
+/* Writes the regions of data-movement node n (of graph g) to `regions`,
+ * which has room for one per operand, and their count to *out_n. */
+static mica_status_t lower(const mica_graph_t *g, const mica_node_t *n, mica_region_t *regions,
+                           int32_t *out_n, mica_diag_t *d)
+{
+    const mica_type_t *y = &n->type;
+    mica_type_t x = mica_operand_type(g, &n->inputs[0]);
+    int64_t ys[MICA_MAX_RANK], xs[MICA_MAX_RANK];
+    mica_type_strides(y, ys);
+    mica_type_strides(&x, xs);
+    mica_region_t r = region_init(0, y->rank, y->shape);
+    for (int32_t k = 0; k < y->rank; k++)
+        r.dst.stride[k] = ys[k];
+    *out_n = 1;
+    switch (n->op) {
+    case MICA_OP_RESHAPE: {
+        int64_t numel = mica_type_numel(y);
+        r = region_init(0, 1, &numel);
+        r.src.stride[0] = 1;
+        r.dst.stride[0] = 1;
+        break;
+    }
+    case MICA_OP_TRANSPOSE: {
+        int32_t np;
+        const int64_t *perm = mica_node_attr_ints(n, "perm", &np);
+        for (int32_t k = 0; k < y->rank; k++)
+            r.src.stride[k] = xs[perm[k]];
+        break;
+    }
+    case MICA_OP_SLICE: {
+        const int64_t *st = mica_node_attr_ints(n, "starts", NULL);
+        const int64_t *sp = mica_node_attr_ints(n, "steps", NULL);
+        for (int32_t k = 0; k < y->rank; k++) {
+            r.src.offset += st[k] * xs[k];
+            r.src.stride[k] = xs[k] * sp[k];
+        }
+        break;
+    }
+    case MICA_OP_BROADCAST: {
+        int32_t lead = y->rank - x.rank;
+        for (int32_t k = 0; k < y->rank; k++) {
+            int32_t xk = k - lead;
+            r.src.stride[k] = (xk >= 0 && x.shape[xk] == y->shape[k]) ? xs[xk] : 0;
+        }
+        break;
+    }
+    case MICA_OP_GATHER: {
+        r.index_input = 1;
+        r.index_dim = (int32_t)mica_node_attr_i(n, "axis");
+        for (int32_t k = 0; k < y->rank; k++)
+            r.src.stride[k] = xs[k];
+        break;
+    }
+    case MICA_OP_CONCAT: {
+        int32_t axis = (int32_t)mica_node_attr_i(n, "axis");
+        int64_t at = 0;
+        for (int32_t i = 0; i < n->n_inputs; i++) {
+            mica_type_t u = mica_operand_type(g, &n->inputs[i]);
+            int64_t us[MICA_MAX_RANK];
+            mica_type_strides(&u, us);
+            mica_region_t c = region_init(i, u.rank, u.shape);
+            c.dst.offset = at * ys[axis];
+            for (int32_t k = 0; k < u.rank; k++) {
+                c.src.stride[k] = us[k];
+                c.dst.stride[k] = ys[k];
+            }
+            at += u.shape[axis];
+            mica_region_canonicalize(&c);
+            regions[i] = c;
+        }
+        *out_n = n->n_inputs;
+        return MICA_OK;
+    }
+    default:
+        return mica_diag_set(d, MICA_ERR_INVALID, "%%%d: %s is not data movement", n->id,
+                             mica_op_info(n->op)->name);
+    }
+    mica_region_canonicalize(&r);
+    regions[0] = r;
+    return MICA_OK;
+}
+
+/* Rejects what a raster cannot copy: block-quantized or packed data. */
+static mica_status_t check_movable(const mica_graph_t *g, const mica_node_t *n, mica_diag_t *d)
+{
+    int32_t n_data = n->op == MICA_OP_GATHER ? 1 : n->n_inputs;
+    for (int32_t i = 0; i < n_data; i++) {
+        const mica_node_t *src = mica_graph_node(g, n->inputs[i].value);
+        if (!src)
+            return mica_diag_set(d, MICA_ERR_INVALID, "%%%d: operand %d is undefined", n->id, i);
+        if (n->inputs[i].has_view)
+            return mica_diag_set(d, MICA_ERR_INVALID, "%%%d: %s reads operand %d through a view",
+                                 n->id, mica_op_info(n->op)->name, i);
+        if (mica_dtype_block_elems(src->type.dtype) != 1)
+            return mica_diag_set(d, MICA_ERR_UNSUPPORTED,
+                                 "%%%d: %s of %s data cannot be lowered to regions", n->id,
+                                 mica_op_info(n->op)->name, mica_dtype_name(src->type.dtype));
+        if (src->type.layout.kind != MICA_LAYOUT_ROW_MAJOR)
+            return mica_diag_set(d, MICA_ERR_UNSUPPORTED,
+                                 "%%%d: %s of packed data cannot be lowered to regions", n->id,
+                                 mica_op_info(n->op)->name);
+    }
+    return MICA_OK;
+}
+
+mica_status_t mica_pass_geometry(mica_graph_t **g, mica_diag_t *d)
+{
+    const mica_graph_t *old = *g;
+    mica_graph_t *ng = NULL;
+    int32_t *remap = malloc((size_t)(old->n_nodes ? old->n_nodes : 1) * sizeof *remap);
+    mica_operand_t *ops = NULL;
+    mica_region_t *regions = NULL;
+    int32_t cap = 0;
+    mica_status_t s = MICA_OK;
+    if (!remap || mica_graph_create(&ng) != MICA_OK) {
+        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int32_t i = 0; i < old->n_nodes; i++) {
+        const mica_node_t *n = old->nodes[i];
+        if (n->n_inputs > cap) {
+            cap = n->n_inputs;
+            mica_operand_t *o = realloc(ops, (size_t)cap * sizeof *o);
+            mica_region_t *r = o ? realloc(regions, (size_t)cap * sizeof *r) : NULL;
+            if (o)
+                ops = o;
+            if (r)
+                regions = r;
+            if (!o || !r) {
+                s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+        }
+        for (int32_t k = 0; k < n->n_inputs; k++) {
+            ops[k] = n->inputs[k];
+            int32_t v = n->inputs[k].value;
+            if (v < 0 || v >= i) {
+                s = mica_diag_set(d, MICA_ERR_INVALID,
+                                  "%%%d: operand %d (%%%d) is not defined before it", i, k, v);
+                goto done;
+            }
+            ops[k].value = remap[v];
+        }
+        mica_node_t c = *n;
+        c.inputs = ops;
+        if (mica_op_is_data_movement(n->op)) {
+            int32_t nr = 0;
+            s = check_movable(old, n, d);
+            if (s == MICA_OK)
+                s = lower(old, n, regions, &nr, d);
+            if (s != MICA_OK)
+                goto done;
+            memset(&c, 0, sizeof c);
+            c.op = MICA_OP_RASTER;
+            c.type = n->type;
+            c.n_inputs = n->n_inputs;
+            c.inputs = ops;
+            c.n_regions = nr;
+            c.regions = regions;
+        }
+        remap[i] = mica_graph_append(ng, &c, false);
+        if (remap[i] < 0) {
+            s = mica_diag_set(d, ng->error.code ? ng->error.code : MICA_ERR_INVALID,
+                              "rebuilding %%%d (%s): %s", i, mica_op_info(n->op)->name,
+                              ng->error.msg);
+            goto done;
+        }
+    }
+    mica_graph_release(*g);
+    *g = ng;
+    ng = NULL;
+done:
+    mica_graph_release(ng);
+    free(remap);
+    free(ops);
+    free(regions);
+    return s;
+}
