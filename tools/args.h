@@ -1,0 +1,29 @@
+/* Small helpers for parsing command-line values with range checks. */
+#ifndef MICA_TOOLS_ARGS_H
+#define MICA_TOOLS_ARGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parse the whole string as a number in [lo, hi]; false otherwise. */
+bool mica_arg_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool mica_arg_float(const char *s, double lo, double hi, double *out);
+
+
+
+#include "sampler.h"
+
+/* If argv[*i] is a sampling option (--temp, --top-k, --top-p,
+ * --repeat-penalty, --seed), consumes it and its value into p and returns
+ * 1; returns 0 if it is not one; returns -1 after printing a usage error
+ * for `verb`. */
+int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_sampler_params_t *p);
+
+/* The help lines of those options. */
+#define MICA_ARG_SAMPLING_HELP                                             \
+    "  --temp T            temperature; 0 = greedy (default 0.8)\n"        \
+    "  --top-k K           (default 40; 0 = off)\n"                        \
+    "  --top-p P           (default 0.95)\n"                               \
+    "  --repeat-penalty R  (default 1 = off)\n"                            \
+    "  --seed S            (default 42)\n"
+#endif
