@@ -26,8 +26,8 @@ const mica_pass_t *mica_pass_at(int i);
 const mica_pass_t *mica_pass_find(const char *name);
 
 /* Runs the pipeline on *g from the first pass through `after` (NULL = all).
- * With verify, mica_graph_verify runs after every pass and a failure names
- * the pass. Unknown names fail listing the known ones. */
+ * With verify (always in debug builds), mica_graph_verify runs after every
+ * pass and a failure names the pass. Unknown names fail listing the known ones. */
 mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d);
 
 /* Lowers every data-movement op (reshape, transpose, slice, concat,

@@ -29,6 +29,9 @@ const mica_pass_t *mica_pass_find(const char *name)
 
 mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d)
 {
+#ifndef NDEBUG
+    verify = true; /* debug builds check every pass's output */
+#endif
     if (after && !mica_pass_find(after)) {
         char known[256] = "";
         for (int i = 0; i < mica_pass_count(); i++) {

@@ -15,6 +15,8 @@ export MICA_DEFAULT_MODEL
 jobs=$(nproc 2>/dev/null || echo 2)
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# Criterion's forked test processes otherwise skip exit-time leak checks.
+export CRITERION_NO_EARLY_EXIT=1
 
 run() { # name cmake-args...
   local dir=build/$1; shift
