@@ -1,6 +1,7 @@
 /* The `mica` command as a user meets it: the contracts of DESIGN.md (exit
  * status, one line on stderr naming the file, --dump-logits format,
  * deterministic greedy output) checked by running the built binary. */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <math.h>
@@ -229,5 +230,31 @@ Test(cli, dump_gguf_after_geometry_has_only_rasters)
     r = run("dump", mica_test_golden("llama-tiny.q4_1.gguf"), "--format", "dot", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "digraph", 7) == 0);
+    result_free(&r);
+}
+
+/* A copy of llama-tiny whose general.architecture value is patched. */
+static void write_with_arch(const char *path, const char *arch5)
+{
+    size_t len;
+    char *bytes = mica_test_read_file(mica_test_golden("llama-tiny.f32.gguf"), &len);
+    cr_assert(bytes);
+    const char key[] = "general.architecture";
+    char *at = memmem(bytes, len, key, sizeof key - 1);
+    cr_assert(at);
+    /* key, then u32 type (8 = string), u64 length 5, then "llama" */
+    char *value = at + sizeof key - 1 + 4 + 8;
+    cr_assert(memcmp(value, "llama", 5) == 0);
+    memcpy(value, arch5, 5);
+    write_file(path, bytes, len);
+    free(bytes);
+}
+
+Test(cli, unsupported_architecture_is_named)
+{
+    write_with_arch(tmp("mamba.gguf"), "mamba");
+    result_t r = run("run", tmp("mamba.gguf"), "-p", "hi", NULL);
+    cr_expect_eq(r.status, 1);
+    expect_one_line(&r, "unsupported architecture 'mamba'");
     result_free(&r);
 }
