@@ -219,6 +219,7 @@ int mica_cmd_run(int argc, char **argv)
         rc = mica_cli_fail(model, &d);
     } else {
         printf("\n");
+        fflush(stdout); /* the text before the timings when both go to a terminal */
         fprintf(stderr, "mica: prompt %" PRId64 " tokens in %.2f s (%.2f tok/s), generated %" PRId64
                         " tokens in %.2f s (%.2f tok/s)\n",
                 tm.n_prompt, tm.t_prompt, tm.t_prompt > 0 ? tm.n_prompt / tm.t_prompt : 0.0,
