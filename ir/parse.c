@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "text_internal.h"
 
 /* Entries of one list (operands, list attribute, regions) at most. */
 #define MAX_LIST ((size_t)1 << 24)
@@ -124,6 +125,15 @@ static void skip_ws(parser_t *p)
         p->pos++;
 }
 
+/* Skips spaces and a "#" comment, up to the end of the line. */
+static void skip_comment(parser_t *p)
+{
+    skip_ws(p);
+    if (peek(p) == '#')
+        while (peek(p) >= 0 && peek(p) != '\n')
+            p->pos++;
+}
+
 static bool is_digit(int c)
 {
     return c >= '0' && c <= '9';
@@ -140,6 +150,33 @@ static mica_status_t expect_char(parser_t *p, char c, const char *what)
     skip_ws(p);
     if (peek(p) != (unsigned char)c)
         return expected(p, what);
+    p->pos++;
+    return MICA_OK;
+}
+
+/* A list of items separated by ',' and ended by `close`, its opening
+ * character already read: true (and `close` consumed) if it is empty;
+ * otherwise list_next follows each item. */
+static bool list_empty(parser_t *p, char close)
+{
+    skip_ws(p);
+    if (peek(p) != (unsigned char)close)
+        return false;
+    p->pos++;
+    return true;
+}
+
+/* After an item: consumes a ',' (*more = true) or the closing character
+ * (*more = false), or fails. */
+static mica_status_t list_next(parser_t *p, char close, bool *more)
+{
+    skip_ws(p);
+    *more = peek(p) == ',';
+    if (!*more && peek(p) != (unsigned char)close) {
+        char what[16];
+        snprintf(what, sizeof what, "',' or '%c'", close);
+        return expected(p, what);
+    }
     p->pos++;
     return MICA_OK;
 }
@@ -363,12 +400,7 @@ static mica_status_t read_int_list(parser_t *p, vec_t *v, size_t *out_at)
     *out_at = p->pos;
     MICA_TRY(expect_char(p, '[', "'['"));
     v->n = 0;
-    skip_ws(p);
-    if (peek(p) == ']') {
-        p->pos++;
-        return MICA_OK;
-    }
-    for (;;) {
+    for (bool more = !list_empty(p, ']'); more;) {
         int64_t x;
         skip_ws(p);
         MICA_TRY(read_i64(p, &x));
@@ -376,15 +408,9 @@ static mica_status_t read_int_list(parser_t *p, vec_t *v, size_t *out_at)
             return PERR(p, *out_at, "list has more than %zu entries", MAX_LIST);
         if (!vec_push(v, &x, sizeof x))
             return NOMEM(p);
-        skip_ws(p);
-        if (peek(p) == ']') {
-            p->pos++;
-            return MICA_OK;
-        }
-        if (peek(p) != ',')
-            return expected(p, "',' or ']'");
-        p->pos++;
+        MICA_TRY(list_next(p, ']', &more));
     }
+    return MICA_OK;
 }
 
 /* Reads dims "[d0,...]" with min_rank..MICA_MAX_RANK entries. */
@@ -444,17 +470,23 @@ static mica_status_t read_type(parser_t *p, mica_type_t *t)
     return MICA_OK;
 }
 
+/* Reads "%N" at pos; `what` names it when the '%' is missing. */
+static mica_status_t read_value_id(parser_t *p, const char *what, int64_t *out)
+{
+    if (peek(p) != '%')
+        return expected(p, what);
+    p->pos++;
+    if (!is_digit(peek(p)))
+        return expected(p, "a value number after '%'");
+    return read_i64(p, out);
+}
+
 static mica_status_t read_operand(parser_t *p, int32_t self)
 {
     skip_ws(p);
     size_t at = p->pos;
-    if (peek(p) != '%')
-        return expected(p, "an operand '%N'");
-    p->pos++;
-    if (!is_digit(peek(p)))
-        return expected(p, "a value number after '%'");
     int64_t id;
-    MICA_TRY(read_i64(p, &id));
+    MICA_TRY(read_value_id(p, "an operand '%N'", &id));
     if (id >= self)
         return PERR(p, at, "%%%lld is used before it is defined", (long long)id);
     mica_operand_t o;
@@ -505,22 +537,11 @@ static mica_status_t read_region(parser_t *p)
 static mica_status_t read_regions(parser_t *p)
 {
     MICA_TRY(expect_char(p, '[', "'[' starting the region list"));
-    skip_ws(p);
-    if (peek(p) == ']') {
-        p->pos++;
-        return MICA_OK;
-    }
-    for (;;) {
+    for (bool more = !list_empty(p, ']'); more;) {
         MICA_TRY(read_region(p));
-        skip_ws(p);
-        if (peek(p) == ']') {
-            p->pos++;
-            return MICA_OK;
-        }
-        if (peek(p) != ',')
-            return expected(p, "',' or ']'");
-        p->pos++;
+        MICA_TRY(list_next(p, ']', &more));
     }
+    return MICA_OK;
 }
 
 static mica_status_t read_attrs(parser_t *p, const mica_op_info_t *info, mica_node_t *n)
@@ -561,41 +582,13 @@ static mica_status_t read_attrs(parser_t *p, const mica_op_info_t *info, mica_no
     return expect_char(p, '}', "'}' after the attributes");
 }
 
-/* Writes t as "f32[2,3]" into buf (for messages). */
-static void format_type(const mica_type_t *t, char *buf, size_t size)
-{
-    const char *dt = mica_dtype_name(t->dtype);
-    int w = snprintf(buf, size, "%s[", dt ? dt : "?");
-    for (int32_t i = 0; i < t->rank && i < MICA_MAX_RANK && w > 0 && (size_t)w < size; i++)
-        w += snprintf(buf + w, size - (size_t)w, i ? ",%lld" : "%lld", (long long)t->shape[i]);
-    if (w > 0 && (size_t)w < size)
-        w += snprintf(buf + w, size - (size_t)w, "]");
-    if (t->layout.kind == MICA_LAYOUT_PACKED && w > 0 && (size_t)w < size)
-        snprintf(buf + w, size - (size_t)w, " packed(%d,%d,%d)", t->layout.ep, t->layout.hp,
-                 t->layout.lp);
-}
-
-/* The message of mica_node_infer_type without a leading "opname: ". */
-static const char *strip_op(const char *msg, const char *op)
-{
-    size_t n = strlen(op);
-    if (strncmp(msg, op, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        return msg + n + 2;
-    return msg;
-}
-
 /* Reads one node line (pos at its '%') and appends it to the graph. */
 static mica_status_t read_node(parser_t *p)
 {
     size_t at = p->pos;
     int32_t self = p->g->n_nodes;
-    if (peek(p) != '%')
-        return expected(p, "a node '%N = op(...)' or a comment");
-    p->pos++;
-    if (!is_digit(peek(p)))
-        return expected(p, "a value number after '%'");
     int64_t id;
-    MICA_TRY(read_i64(p, &id));
+    MICA_TRY(read_value_id(p, "a node '%N = op(...)' or a comment", &id));
     if (id < self)
         return PERR(p, at, "%%%lld is defined twice (first on line %d)", (long long)id,
                     ((const int32_t *)p->lines.p)[id]);
@@ -618,21 +611,9 @@ static mica_status_t read_node(parser_t *p)
     p->operands.n = 0;
     p->regions.n = 0;
     MICA_TRY(expect_char(p, '(', "'('"));
-    skip_ws(p);
-    if (peek(p) == ')') {
-        p->pos++;
-    } else {
-        for (;;) {
-            MICA_TRY(read_operand(p, self));
-            skip_ws(p);
-            if (peek(p) == ')') {
-                p->pos++;
-                break;
-            }
-            if (peek(p) != ',')
-                return expected(p, "',' or ')'");
-            p->pos++;
-        }
+    for (bool more = !list_empty(p, ')'); more;) {
+        MICA_TRY(read_operand(p, self));
+        MICA_TRY(list_next(p, ')', &more));
     }
     n.n_inputs = (int32_t)p->operands.n;
     n.inputs = p->operands.p;
@@ -646,10 +627,7 @@ static mica_status_t read_node(parser_t *p)
     size_t type_at = p->pos;
     MICA_TRY(read_type(p, &n.type));
 
-    skip_ws(p);
-    if (peek(p) == '#')
-        while (peek(p) >= 0 && peek(p) != '\n')
-            p->pos++;
+    skip_comment(p);
     if (peek(p) >= 0 && peek(p) != '\n') {
         char what[24];
         return PERR(p, p->pos, "unexpected %s after the type", describe(p, what, sizeof what));
@@ -660,11 +638,11 @@ static mica_status_t read_node(parser_t *p)
     mica_status_t s = mica_node_infer_type(p->g, &n, &t, &d);
     if (s != MICA_OK)
         return perr_code(p, op_at, s, "%%%d (%s): %s", self, info->name,
-                         strip_op(d.msg, info->name));
+                         mica_text_strip_op(d.msg, info->name));
     if (!mica_type_equal(&t, &n.type)) {
         char want[96], got[96];
-        format_type(&n.type, got, sizeof got);
-        format_type(&t, want, sizeof want);
+        mica_text_format_type(&n.type, got, sizeof got);
+        mica_text_format_type(&t, want, sizeof want);
         return PERR(p, type_at, "%%%d (%s): declared type %s, but the operands give %s", self,
                     info->name, got, want);
     }
@@ -726,14 +704,9 @@ static mica_status_t parse_all(parser_t *p)
         p->line_start = p->pos;
         if (p->line == INT32_MAX)
             return PERR(p, p->pos, "too many lines");
-        skip_ws(p);
-        int c = peek(p);
-        if (c == '#') {
-            while (peek(p) >= 0 && peek(p) != '\n')
-                p->pos++;
-        } else if (c >= 0 && c != '\n') {
+        skip_comment(p);
+        if (peek(p) >= 0 && peek(p) != '\n')
             MICA_TRY(read_node(p));
-        }
     }
     return verify_all(p);
 }

@@ -13,46 +13,24 @@
  */
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
+#include "text_internal.h"
 
 /* Largest raster output (elements) whose regions are checked for overlap. */
 #define VERIFY_BITMAP_MAX ((int64_t)1 << 24)
 
 #define BAD(...) mica_diag_set(d, MICA_ERR_INVALID, __VA_ARGS__)
 
-/* Writes t as "f32[2,3]" (plus a packed suffix) into buf. */
-static void format_type(const mica_type_t *t, char *buf, size_t size)
-{
-    const char *dt = mica_dtype_name(t->dtype);
-    int w = snprintf(buf, size, "%s[", dt ? dt : "?");
-    for (int32_t i = 0; i < t->rank && i < MICA_MAX_RANK && w > 0 && (size_t)w < size; i++)
-        w += snprintf(buf + w, size - (size_t)w, i ? ",%lld" : "%lld", (long long)t->shape[i]);
-    if (w > 0 && (size_t)w < size)
-        w += snprintf(buf + w, size - (size_t)w, "]");
-    if (t->layout.kind == MICA_LAYOUT_PACKED && w > 0 && (size_t)w < size)
-        snprintf(buf + w, size - (size_t)w, " packed(%d,%d,%d)", t->layout.ep, t->layout.hp,
-                 t->layout.lp);
-}
-
 /* Writes s quoted, with non-printables escaped and cut to fit buf. */
 static void format_name(const char *s, char *buf, size_t size)
 {
     size_t w = 0;
     buf[w++] = '"';
-    for (const unsigned char *c = (const unsigned char *)s; *c && w + 8 < size; c++) {
-        if (*c == '"' || *c == '\\') {
-            buf[w++] = '\\';
-            buf[w++] = (char)*c;
-        } else if (*c < 0x20 || *c > 0x7e) {
-            w += (size_t)snprintf(buf + w, size - w, "\\x%02x", *c);
-        } else {
-            buf[w++] = (char)*c;
-        }
-    }
+    for (const unsigned char *c = (const unsigned char *)s; *c && w + 8 < size; c++)
+        w += mica_text_escape_byte(*c, buf + w);
     buf[w++] = '"';
     buf[w] = 0;
 }
@@ -149,15 +127,6 @@ static mica_status_t check_disjoint(int32_t id, const mica_node_t *n, uint8_t **
     return MICA_OK;
 }
 
-/* The message of mica_node_infer_type without a leading "opname: ". */
-static const char *strip_op(const char *msg, const char *op)
-{
-    size_t n = strlen(op);
-    if (strncmp(msg, op, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        return msg + n + 2;
-    return msg;
-}
-
 static mica_status_t verify_node(const mica_graph_t *g, int32_t i, uint8_t **bits, size_t *cap,
                                  mica_diag_t *d)
 {
@@ -219,11 +188,11 @@ static mica_status_t verify_node(const mica_graph_t *g, int32_t i, uint8_t **bit
     mica_type_t t;
     mica_status_t s = mica_node_infer_type(g, n, &t, &why);
     if (s != MICA_OK)
-        return mica_diag_set(d, s, "%%%d (%s): %s", i, op, strip_op(why.msg, op));
+        return mica_diag_set(d, s, "%%%d (%s): %s", i, op, mica_text_strip_op(why.msg, op));
     if (!mica_type_equal(&t, &n->type)) {
         char have[96], want[96];
-        format_type(&n->type, have, sizeof have);
-        format_type(&t, want, sizeof want);
+        mica_text_format_type(&n->type, have, sizeof have);
+        mica_text_format_type(&t, want, sizeof want);
         return BAD("%%%d (%s): type is %s, but the operands give %s", i, op, have, want);
     }
     if (n->op == MICA_OP_RASTER)
