@@ -59,10 +59,11 @@ static uint32_t lower_ascii(uint32_t c)
     return c >= 'A' && c <= 'Z' ? c + 32 : c;
 }
 
-/* 's 't 're 've 'm 'll 'd at pos (an apostrophe): length matched, or 0. */
+/* 's 't 're 've 'm 'll 'd at pos (ASCII case folded with `fold`): length
+ * matched, or 0. */
 static size_t contraction(const splitter_t *s, size_t pos, bool fold)
 {
-    if (pos + 1 >= s->end)
+    if (s->cp[pos] != '\'' || pos + 1 >= s->end)
         return 0;
     uint32_t c1 = s->cp[pos + 1];
     if (fold)
@@ -79,19 +80,31 @@ static size_t contraction(const splitter_t *s, size_t pos, bool fold)
     return 0;
 }
 
+/* \s+(?!\S)|\s+ at pos, where nws whitespace code points start, or one
+ * code point of anything else when nws is 0: returns the piece's end. */
+static size_t split_space(splitter_t *s, size_t pos, size_t nws)
+{
+    if (nws > 1 && pos + nws < s->end) /* \s+(?!\S): leave the last one */
+        pos += nws - 1;
+    else if (nws > 0)
+        pos += nws;
+    else
+        pos++;
+    add(s, pos);
+    return pos;
+}
+
 /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
 static void split_gpt2(splitter_t *s, size_t pos)
 {
     while (pos < s->end) {
         uint32_t c = s->cp[pos];
         uint16_t f = s->fl[pos];
-        if (c == '\'') {
-            size_t m = contraction(s, pos, false);
-            if (m) {
-                pos += m;
-                add(s, pos);
-                continue;
-            }
+        size_t m = contraction(s, pos, false);
+        if (m) {
+            pos += m;
+            add(s, pos);
+            continue;
         }
         uint16_t f2 = c == ' ' ? flg(s, pos + 1) : f;
         if (f2 & LETTER) {
@@ -118,17 +131,7 @@ static void split_gpt2(splitter_t *s, size_t pos)
         size_t nws = 0;
         while (flg(s, pos + nws) & WS)
             nws++;
-        if (nws > 1 && pos + nws < s->end) { /* \s+(?!\S): leave the last one */
-            pos += nws - 1;
-            add(s, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            add(s, pos);
-            continue;
-        }
-        add(s, ++pos);
+        pos = split_space(s, pos, nws);
     }
 }
 
@@ -142,13 +145,11 @@ static void split_llama3(splitter_t *s, size_t pos, size_t ndig)
     while (pos < s->end) {
         uint32_t c = s->cp[pos];
         uint16_t f = s->fl[pos];
-        if (c == '\'') {
-            size_t m = contraction(s, pos, true);
-            if (m) {
-                pos += m;
-                add(s, pos);
-                continue;
-            }
+        size_t m = contraction(s, pos, true);
+        if (m) {
+            pos += m;
+            add(s, pos);
+            continue;
         }
         if (!(c == '\r' || c == '\n' || (f & NUMBER))) {
             if ((f & LETTER) || (flg(s, pos + 1) & LETTER)) {
@@ -193,17 +194,7 @@ static void split_llama3(splitter_t *s, size_t pos, size_t ndig)
             add(s, pos);
             continue;
         }
-        if (nws > 1 && pos + nws < s->end) {
-            pos += nws - 1;
-            add(s, pos);
-            continue;
-        }
-        if (nws > 0) {
-            pos += nws;
-            add(s, pos);
-            continue;
-        }
-        add(s, ++pos);
+        pos = split_space(s, pos, nws);
     }
 }
 
@@ -319,23 +310,16 @@ int64_t mica_tok_pretokenize(const mica_tokenizer_t *t, const uint32_t *cps, con
 
 /* ---- BPE over one piece ---- */
 
-typedef struct bpe_sym {
-    uint32_t off, n; /* bytes of the word; n = 0 once merged away */
-    int32_t prev, next;
-} bpe_sym_t;
-
-/* Queued if left+right is a merge; lowest rank first, then leftmost. */
-static bool try_bigram(const mica_tokenizer_t *t, const char *w, const bpe_sym_t *sym, int32_t left,
-                       int32_t right, mica_tok_heap_t *h, bool sift)
+/* A pair merges if it is a merge of the vocabulary; the lower its rank,
+ * the sooner. */
+static bool pair_rank(const mica_tokenizer_t *t, const char *s, size_t n, size_t split,
+                      uint32_t *out)
 {
-    if (left < 0 || right < 0)
-        return true;
-    size_t n = (size_t)sym[left].n + sym[right].n;
-    int32_t rank = mica_tok_merge_rank(t, w + sym[left].off, n, sym[left].n);
+    int32_t rank = mica_tok_merge_rank(t, s, n, split);
     if (rank < 0)
-        return true;
-    mica_tok_pair_t p = {((uint64_t)(uint32_t)rank << 32) | (uint32_t)left, right, (uint32_t)n};
-    return mica_tok_heap_push(h, p, sift);
+        return false;
+    *out = (uint32_t)rank;
+    return true;
 }
 
 static bool bpe_word(const mica_tokenizer_t *t, const char *w, size_t n, mica_tok_scratch_t *s,
@@ -348,39 +332,12 @@ static bool bpe_word(const mica_tokenizer_t *t, const char *w, size_t n, mica_to
             return true;
         }
     }
-    if (!mica_tok_grow(s, SLOT_SYMS, n * sizeof(bpe_sym_t)))
+    if (!mica_tok_grow(s, SLOT_SYMS, n * sizeof(mica_tok_sym_t)))
         return false;
-    bpe_sym_t *sym = s->buf[SLOT_SYMS];
-    int32_t n_sym = 0;
-    for (size_t off = 0; off < n;) {
-        size_t l = mica_tok_utf8_len((uint8_t)w[off]);
-        if (l > n - off)
-            l = n - off;
-        sym[n_sym] =
-            (bpe_sym_t){(uint32_t)off, (uint32_t)l, n_sym - 1, off + l == n ? -1 : n_sym + 1};
-        n_sym++;
-        off += l;
-    }
-    mica_tok_heap_t h = {s, SLOT_HEAP, 0};
-    for (int32_t i = 1; i < n_sym; i++)
-        if (!try_bigram(t, w, sym, i - 1, i, &h, false))
-            return false;
-    mica_tok_heap_build(&h);
-    while (h.n) {
-        mica_tok_pair_t b = mica_tok_heap_pop(&h);
-        int32_t left = (int32_t)(uint32_t)b.key;
-        bpe_sym_t *l = &sym[left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* outdated */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            sym[r->next].prev = left;
-        if (!try_bigram(t, w, sym, l->prev, left, &h, true) ||
-            !try_bigram(t, w, sym, left, l->next, &h, true))
-            return false;
-    }
+    mica_tok_sym_t *sym = s->buf[SLOT_SYMS];
+    int32_t n_sym = mica_tok_split_chars(w, n, sym);
+    if (!mica_tok_merge(t, w, sym, 0, n_sym, pair_rank, s, SLOT_HEAP))
+        return false;
     for (int32_t i = 0; i != -1; i = sym[i].next) {
         const char *p = w + sym[i].off;
         int32_t id = mica_tok_lookup(t, p, sym[i].n);

@@ -240,6 +240,31 @@ static inline mica_tok_pair_t mica_tok_heap_pop(mica_tok_heap_t *h)
     return top;
 }
 
+/* ---- the merge loop (both algorithms) ---- */
+
+/* One symbol of the text being merged: bytes [off, off + n) of it (n = 0
+ * once merged into its left neighbour), neighbours -1 at the ends. */
+typedef struct mica_tok_sym {
+    uint32_t off, n;
+    int32_t prev, next;
+} mica_tok_sym_t;
+
+/* Splits s[0..n) into one symbol per UTF-8 character (length from the
+ * lead byte, cut at the end) and returns their count; sym holds n. */
+int32_t mica_tok_split_chars(const char *s, size_t n, mica_tok_sym_t *sym);
+
+/* Priority of merging s[0..split) with s[split..n) into *out, the lower
+ * the sooner; false if the two never merge. */
+typedef bool (*mica_tok_rank_fn)(const mica_tokenizer_t *t, const char *s, size_t n, size_t split,
+                                 uint32_t *out);
+
+/* Links symbols lo..hi-1 of `text` into a list and merges adjacent pairs,
+ * best rank first (leftmost on ties), until no pair merges; the result is
+ * the list from lo. The queue lives in scratch slot `heap_slot`. false on
+ * no memory. */
+bool mica_tok_merge(const mica_tokenizer_t *t, const char *text, mica_tok_sym_t *sym, int32_t lo,
+                    int32_t hi, mica_tok_rank_fn rank, mica_tok_scratch_t *s, int heap_slot);
+
 /* Encodes one run of plain text (no special tokens in it). `prefix_space`
  * is the SPM rule "a space goes in front". false on no memory. */
 bool mica_tok_spm_encode(const mica_tokenizer_t *t, const char *text, size_t len, bool prefix_space,

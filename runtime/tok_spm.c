@@ -7,37 +7,25 @@
 
 #include "tok_internal.h"
 
-typedef struct spm_sym {
-    uint32_t off, n;    /* bytes of the escaped text; n = 0 once merged away */
-    int32_t prev, next; /* neighbours, -1 at the ends */
-} spm_sym_t;
-
 enum { SLOT_TEXT = 0, SLOT_SYMS = 1, SLOT_HEAP = 2 };
 
-/* Queue key: higher score first, then the leftmost pair. The score's bits
- * are mapped to an unsigned order (-0 counted as +0, as float compares). */
-static uint64_t pair_key(float score, int32_t left)
+/* A pair merges if its concatenation is a token; the higher the token's
+ * score, the sooner. The score's bits are mapped to an unsigned order (-0
+ * counted as +0, as float compares), then inverted. */
+static bool pair_rank(const mica_tokenizer_t *t, const char *s, size_t n, size_t split,
+                      uint32_t *out)
 {
+    int32_t id = mica_tok_lookup(t, s, n);
+    if (id == MICA_TOKEN_NULL)
+        return false;
+    float score = t->scores[id];
     if (score == 0.0f)
         score = 0.0f;
     uint32_t u;
     memcpy(&u, &score, sizeof u);
     u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* ascending with score */
-    return ((uint64_t)~u << 32) | (uint32_t)left;
-}
-
-/* Queues (left, right) if their concatenation is a token. */
-static bool try_bigram(const mica_tokenizer_t *t, const char *text, const spm_sym_t *sym,
-                       int32_t left, int32_t right, mica_tok_heap_t *h, bool sift)
-{
-    if (left < 0 || right < 0)
-        return true;
-    size_t n = (size_t)sym[left].n + sym[right].n;
-    int32_t id = mica_tok_lookup(t, text + sym[left].off, n);
-    if (id == MICA_TOKEN_NULL)
-        return true;
-    mica_tok_pair_t p = {pair_key(t->scores[id], left), right, (uint32_t)n};
-    return mica_tok_heap_push(h, p, sift);
+    *out = ~u;
+    return true;
 }
 
 static void emit_symbol(const mica_tokenizer_t *t, const char *s, size_t n, mica_tok_out_t *out)
@@ -56,40 +44,9 @@ static void emit_symbol(const mica_tokenizer_t *t, const char *s, size_t n, mica
     }
 }
 
-static bool is_space_sym(const char *e, const spm_sym_t *y)
+static bool is_space_sym(const char *e, const mica_tok_sym_t *y)
 {
     return y->n == 3 && memcmp(e + y->off, "\xe2\x96\x81", 3) == 0;
-}
-
-/* Runs the merges over symbols lo..hi-1 (linked here). */
-static bool merge_segment(const mica_tokenizer_t *t, const char *e, spm_sym_t *sym, int32_t lo,
-                          int32_t hi, mica_tok_scratch_t *s)
-{
-    for (int32_t i = lo; i < hi; i++) {
-        sym[i].prev = i - 1 >= lo ? i - 1 : -1;
-        sym[i].next = i + 1 < hi ? i + 1 : -1;
-    }
-    mica_tok_heap_t h = {s, SLOT_HEAP, 0};
-    for (int32_t i = lo + 1; i < hi; i++)
-        if (!try_bigram(t, e, sym, i - 1, i, &h, false))
-            return false;
-    mica_tok_heap_build(&h);
-    while (h.n) {
-        mica_tok_pair_t b = mica_tok_heap_pop(&h);
-        int32_t left = (int32_t)(uint32_t)b.key;
-        spm_sym_t *l = &sym[left], *r = &sym[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* one side changed since this pair was queued */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            sym[r->next].prev = left;
-        if (!try_bigram(t, e, sym, l->prev, left, &h, true) ||
-            !try_bigram(t, e, sym, left, l->next, &h, true))
-            return false;
-    }
-    return true;
 }
 
 bool mica_tok_spm_encode(const mica_tokenizer_t *t, const char *text, size_t len, bool prefix_space,
@@ -121,18 +78,10 @@ bool mica_tok_spm_encode(const mica_tokenizer_t *t, const char *text, size_t len
     if (n == 0)
         return true;
 
-    /* one symbol per character (length from the lead byte, cut at the end) */
-    if (!mica_tok_grow(s, SLOT_SYMS, (n + 1) * sizeof(spm_sym_t)))
+    if (!mica_tok_grow(s, SLOT_SYMS, (n + 1) * sizeof(mica_tok_sym_t)))
         return false;
-    spm_sym_t *sym = s->buf[SLOT_SYMS];
-    int32_t n_sym = 0;
-    for (size_t off = 0; off < n;) {
-        size_t l = mica_tok_utf8_len((uint8_t)e[off]);
-        if (l > n - off)
-            l = n - off;
-        sym[n_sym++] = (spm_sym_t){(uint32_t)off, (uint32_t)l, -1, -1};
-        off += l;
-    }
+    mica_tok_sym_t *sym = s->buf[SLOT_SYMS];
+    int32_t n_sym = mica_tok_split_chars(e, n, sym);
 
     /* Merge segment by segment when no token can span a segment boundary
      * (see spm_word_split): the same result as one queue over the whole
@@ -144,7 +93,7 @@ bool mica_tok_spm_encode(const mica_tokenizer_t *t, const char *text, size_t len
                 hi++;
         else
             hi = n_sym;
-        if (!merge_segment(t, e, sym, lo, hi, s))
+        if (!mica_tok_merge(t, e, sym, lo, hi, pair_rank, s, SLOT_HEAP))
             return false;
         for (int32_t i = lo; i != -1; i = sym[i].next)
             emit_symbol(t, e + sym[i].off, sym[i].n, out);

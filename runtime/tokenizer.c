@@ -1,6 +1,6 @@
 /* Tokenizer object: create (one allocation), lookups, special tokens,
  * encode driver, decode and streaming decode. The two algorithms live in
- * tok_spm.c and tok_bpe.c. */
+ * tok_spm.c and tok_bpe.c; the merge loop they share is here. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,38 +96,53 @@ static uint32_t merge_hash(const char *s, size_t n, size_t split)
     return mica_tok_hash(s, n) ^ ((uint32_t)split * 0x9E3779B1u);
 }
 
-int32_t mica_tok_lookup(const mica_tokenizer_t *t, const char *s, size_t n)
+/* Slot of the token table where the search for s[0..n) ends: the one
+ * holding that token, or the empty one where it would go. */
+static uint32_t token_slot(const mica_tokenizer_t *t, const char *s, size_t n)
 {
-    if (n == 0 || n > t->max_token_len)
-        return MICA_TOKEN_NULL;
     uint32_t i = mica_tok_hash(s, n) & t->tok_mask;
     for (;;) {
         uint32_t slot = t->tok_slots[i];
         if (slot == 0)
-            return MICA_TOKEN_NULL;
+            return i;
         uint32_t id = slot - 1;
         if (t->tok_off[id + 1] - t->tok_off[id] == n &&
             memcmp(t->tok_text + t->tok_off[id], s, n) == 0)
-            return (int32_t)id;
+            return i;
         i = (i + 1) & t->tok_mask;
     }
+}
+
+/* The same for the merge table and the pair s[0..split) + s[split..n). */
+static uint32_t merge_slot(const mica_tokenizer_t *t, const char *s, size_t n, size_t split)
+{
+    uint32_t i = merge_hash(s, n, split) & t->merge_mask;
+    for (;;) {
+        uint32_t slot = t->merge_slots[i];
+        if (slot == 0)
+            return i;
+        uint32_t r = slot - 1;
+        if (t->merge_split[r] == split && t->merge_off[r + 1] - t->merge_off[r] == n &&
+            memcmp(t->merge_text + t->merge_off[r], s, n) == 0)
+            return i;
+        i = (i + 1) & t->merge_mask;
+    }
+}
+
+int32_t mica_tok_lookup(const mica_tokenizer_t *t, const char *s, size_t n)
+{
+    if (n == 0 || n > t->max_token_len)
+        return MICA_TOKEN_NULL;
+    uint32_t slot = t->tok_slots[token_slot(t, s, n)];
+    return slot ? (int32_t)(slot - 1) : MICA_TOKEN_NULL;
 }
 
 int32_t mica_tok_merge_rank(const mica_tokenizer_t *t, const char *s, size_t n, size_t split)
 {
     if (t->n_merges == 0 || n > t->max_merge_len)
         return -1;
-    uint32_t i = merge_hash(s, n, split) & t->merge_mask;
-    for (;;) {
-        uint32_t slot = t->merge_slots[i];
-        if (slot == 0)
-            return -1;
-        uint32_t r = slot - 1;
-        if (t->merge_split[r] == split && t->merge_off[r + 1] - t->merge_off[r] == n &&
-            memcmp(t->merge_text + t->merge_off[r], s, n) == 0)
-            return (int32_t)r;
-        i = (i + 1) & t->merge_mask;
-    }
+    uint32_t slot = t->merge_slots[merge_slot(t, s, n, split)];
+    return slot ? (int32_t)(slot - 1) : -1;
 }
 
 /* ---- create ---- */
@@ -326,23 +341,15 @@ mica_status_t mica_tokenizer_create(const mica_vocab_desc_t *desc, mica_tokenize
         if (n == 0)
             continue; /* an empty token can never be matched */
         const char *s = text + tok_off[i];
-        uint32_t h = mica_tok_hash(s, n) & t->tok_mask;
-        for (;;) {
-            uint32_t slot = slots[h];
-            if (slot == 0) {
-                slots[h] = i + 1;
-                break;
-            }
-            uint32_t j = slot - 1;
-            if (tok_off[j + 1] - tok_off[j] == n && memcmp(text + tok_off[j], s, n) == 0) {
-                mica_status_t st = mica_diag_set(
-                    d, MICA_ERR_INVALID, "tokenizer: duplicate token '%.*s' (ids %u and %u)",
-                    (int)(n > 64 ? 64 : n), s, j, i);
-                free(mem);
-                return st;
-            }
-            h = (h + 1) & t->tok_mask;
+        uint32_t h = token_slot(t, s, n);
+        if (slots[h]) {
+            mica_status_t st = mica_diag_set(d, MICA_ERR_INVALID,
+                                             "tokenizer: duplicate token '%.*s' (ids %u and %u)",
+                                             (int)(n > 64 ? 64 : n), s, slots[h] - 1, i);
+            free(mem);
+            return st;
         }
+        slots[h] = i + 1;
     }
 
     /* SPM: may the text be merged run by run of U+2581 (see spm_word_split)?
@@ -381,18 +388,9 @@ mica_status_t mica_tokenizer_create(const mica_vocab_desc_t *desc, mica_tokenize
         size_t n = m.len - 1;
         const char *s = mtext + at;
         at += (uint32_t)n;
-        uint32_t h = merge_hash(s, n, sp) & t->merge_mask;
-        for (;;) {
-            uint32_t slot = mslots[h];
-            if (slot == 0) {
-                mslots[h] = r + 1;
-                break;
-            }
-            uint32_t q = slot - 1;
-            if (msplit[q] == sp && moff[q + 1] - moff[q] == n && memcmp(mtext + moff[q], s, n) == 0)
-                break; /* repeated pair: the first (lowest) rank stays */
-            h = (h + 1) & t->merge_mask;
-        }
+        uint32_t h = merge_slot(t, s, n, sp);
+        if (!mslots[h]) /* a repeated pair keeps the first (lowest) rank */
+            mslots[h] = r + 1;
     }
     moff[v->n_merges] = at;
 
@@ -485,6 +483,66 @@ void mica_tok_scratch_free(mica_tok_scratch_t *s)
         s->buf[i] = NULL;
         s->cap[i] = 0;
     }
+}
+
+/* ---- merge loop ---- */
+
+int32_t mica_tok_split_chars(const char *s, size_t n, mica_tok_sym_t *sym)
+{
+    int32_t n_sym = 0;
+    for (size_t off = 0; off < n;) {
+        size_t l = mica_tok_utf8_len((uint8_t)s[off]);
+        if (l > n - off)
+            l = n - off;
+        sym[n_sym++] = (mica_tok_sym_t){(uint32_t)off, (uint32_t)l, -1, -1};
+        off += l;
+    }
+    return n_sym;
+}
+
+/* Queues (left, right) if they merge: key rank, then left for the ties. */
+static bool queue_pair(const mica_tokenizer_t *t, const char *text, const mica_tok_sym_t *sym,
+                       int32_t left, int32_t right, mica_tok_rank_fn rank, mica_tok_heap_t *h,
+                       bool sift)
+{
+    if (left < 0 || right < 0)
+        return true;
+    size_t n = (size_t)sym[left].n + sym[right].n;
+    uint32_t r;
+    if (!rank(t, text + sym[left].off, n, sym[left].n, &r))
+        return true;
+    mica_tok_pair_t p = {((uint64_t)r << 32) | (uint32_t)left, right, (uint32_t)n};
+    return mica_tok_heap_push(h, p, sift);
+}
+
+bool mica_tok_merge(const mica_tokenizer_t *t, const char *text, mica_tok_sym_t *sym, int32_t lo,
+                    int32_t hi, mica_tok_rank_fn rank, mica_tok_scratch_t *s, int heap_slot)
+{
+    for (int32_t i = lo; i < hi; i++) {
+        sym[i].prev = i - 1 >= lo ? i - 1 : -1;
+        sym[i].next = i + 1 < hi ? i + 1 : -1;
+    }
+    mica_tok_heap_t h = {s, heap_slot, 0};
+    for (int32_t i = lo + 1; i < hi; i++)
+        if (!queue_pair(t, text, sym, i - 1, i, rank, &h, false))
+            return false;
+    mica_tok_heap_build(&h);
+    while (h.n) {
+        mica_tok_pair_t b = mica_tok_heap_pop(&h);
+        int32_t left = (int32_t)(uint32_t)b.key;
+        mica_tok_sym_t *l = &sym[left], *r = &sym[b.right];
+        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+            continue; /* one side changed since this pair was queued */
+        l->n += r->n;
+        r->n = 0;
+        l->next = r->next;
+        if (r->next >= 0)
+            sym[r->next].prev = left;
+        if (!queue_pair(t, text, sym, l->prev, left, rank, &h, true) ||
+            !queue_pair(t, text, sym, left, l->next, rank, &h, true))
+            return false;
+    }
+    return true;
 }
 
 /* ---- encode ---- */
@@ -731,6 +789,30 @@ static mica_status_t check_id(const mica_tokenizer_t *t, int32_t id, mica_diag_t
     return MICA_OK;
 }
 
+/* Appends the piece of token id (already checked). The first token not
+ * BOS loses a leading space when flags ask for it; *started says whether
+ * that token has come. */
+static void put_token(const mica_tokenizer_t *t, int32_t id, uint32_t flags, bool *started,
+                      sink_t *o)
+{
+    bool lstrip = false;
+    if (!*started && id != t->bos_id) {
+        *started = true;
+        lstrip = (flags & MICA_TOKENIZER_DECODE_STRIP_SPACE) && t->add_space_prefix;
+    }
+    piece(t, id, flags, lstrip, o);
+}
+
+/* Fails, with the length needed in *out_len, if o ran past its buffer. */
+static mica_status_t check_sink(const sink_t *o, size_t *out_len, mica_diag_t *d)
+{
+    if (o->n <= o->cap)
+        return MICA_OK;
+    *out_len = o->n;
+    return mica_diag_set(d, MICA_ERR_RANGE, "detokenize: %zu bytes do not fit in %zu", o->n,
+                         o->cap);
+}
+
 mica_status_t mica_tokenizer_decode(const mica_tokenizer_t *tok, const int32_t *ids, size_t n,
                                     uint32_t flags, char *out, size_t cap, size_t *out_len,
                                     mica_diag_t *d)
@@ -742,18 +824,9 @@ mica_status_t mica_tokenizer_decode(const mica_tokenizer_t *tok, const int32_t *
     bool started = false;
     for (size_t i = 0; i < n; i++) {
         MICA_TRY(check_id(tok, ids[i], d));
-        bool lstrip = false;
-        if (!started && !(ids[i] == tok->bos_id)) {
-            started = true;
-            lstrip = (flags & MICA_TOKENIZER_DECODE_STRIP_SPACE) && tok->add_space_prefix;
-        }
-        piece(tok, ids[i], flags, lstrip, &o);
+        put_token(tok, ids[i], flags, &started, &o);
     }
-    if (o.n > cap) {
-        *out_len = o.n;
-        return mica_diag_set(d, MICA_ERR_RANGE, "detokenize: %zu bytes do not fit in %zu", o.n,
-                             cap);
-    }
+    MICA_TRY(check_sink(&o, out_len, d));
     *out_len = o.n;
     if ((flags & MICA_TOKENIZER_DECODE_CLEAN_SPACES) && tok->clean_spaces)
         *out_len = clean_spaces(out, o.n);
@@ -803,19 +876,11 @@ mica_status_t mica_tokenizer_stream_push(const mica_tokenizer_t *tok, mica_token
         return mica_diag_set(d, MICA_ERR_INVALID, "detokenize: NULL argument");
     *out_len = 0;
     MICA_TRY(check_id(tok, id, d));
-    bool started = s->started, lstrip = false;
-    if (!started && id != tok->bos_id) {
-        started = true;
-        lstrip = (s->flags & MICA_TOKENIZER_DECODE_STRIP_SPACE) && tok->add_space_prefix;
-    }
+    bool started = s->started;
     sink_t o = {out, cap, 0, false};
     put(&o, s->pending, s->n_pending);
-    piece(tok, id, s->flags, lstrip, &o);
-    if (o.n > cap) {
-        *out_len = o.n;
-        return mica_diag_set(d, MICA_ERR_RANGE, "detokenize: %zu bytes do not fit in %zu", o.n,
-                             cap);
-    }
+    put_token(tok, id, s->flags, &started, &o);
+    MICA_TRY(check_sink(&o, out_len, d));
     s->started = started;
     size_t hold = incomplete_tail((const uint8_t *)out, o.n);
     s->n_pending = (uint8_t)hold;
