@@ -368,6 +368,50 @@ static uint64_t *hash_create(uint64_t n, uint64_t *out_mask)
     return calloc((size_t)cap, sizeof(uint64_t));
 }
 
+static mica_gguf_str_t kv_key(const mica_gguf_t *f, uint64_t i)
+{
+    return f->kv[i].kv.key;
+}
+
+static mica_gguf_str_t tensor_name(const mica_gguf_t *f, uint64_t i)
+{
+    return f->tensors[i].name;
+}
+
+/* The slot of `table` (entries index + 1, 0 empty; names from name_of)
+ * where the search for p[0..n) ends: the one holding that name, or the
+ * empty one where it would go. */
+static uint64_t *name_slot(const mica_gguf_t *f, uint64_t *table, uint64_t mask,
+                           mica_gguf_str_t (*name_of)(const mica_gguf_t *, uint64_t), const char *p,
+                           uint64_t n)
+{
+    uint64_t h = hash_bytes(p, n) & mask;
+    while (table[h] && !str_equal(name_of(f, table[h] - 1), p, n))
+        h = (h + 1) & mask;
+    return &table[h];
+}
+
+/* Fails unless n entries of at least min_bytes each fit in the bytes left. */
+static mica_status_t check_fit(const reader_t *r, uint64_t n, uint64_t min_bytes, const char *what,
+                               const char *after)
+{
+    if (n > left(r) / min_bytes)
+        return mica_diag_set(r->d, MICA_ERR_INVALID,
+                             "truncated: %" PRIu64 " %s cannot fit in the %" PRIu64
+                             " bytes left after the %s",
+                             n, what, left(r), after);
+    return MICA_OK;
+}
+
+/* A tensor info cut off by the end of the file. */
+static mica_status_t truncated_tensor(const reader_t *r, uint64_t i, const char *name, uint64_t at)
+{
+    return mica_diag_set(r->d, MICA_ERR_INVALID,
+                         "truncated: tensor info %" PRIu64 " ('%s') runs past the end of "
+                         "the file (offset %" PRIu64 ")",
+                         i, name, at);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Open                                                                      */
 
@@ -405,16 +449,8 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
         return mica_diag_set(d, MICA_ERR_INVALID,
                              "truncated: GGUF header runs past the end of "
                              "the file (at the counts)");
-    if (n_kv > left(r) / GGUF_MIN_KV_BYTES)
-        return mica_diag_set(d, MICA_ERR_INVALID,
-                             "truncated: %" PRIu64 " metadata entries cannot fit in the %" PRIu64
-                             " bytes left after the header",
-                             n_kv, left(r));
-    if (n_tensors > left(r) / GGUF_MIN_TENSOR_BYTES)
-        return mica_diag_set(d, MICA_ERR_INVALID,
-                             "truncated: %" PRIu64 " tensor infos cannot fit in the %" PRIu64
-                             " bytes left after the header",
-                             n_tensors, left(r));
+    MICA_TRY(check_fit(r, n_kv, GGUF_MIN_KV_BYTES, "metadata entries", "header"));
+    MICA_TRY(check_fit(r, n_tensors, GGUF_MIN_TENSOR_BYTES, "tensor infos", "header"));
 
     /* Metadata. */
     if (n_kv > 0) {
@@ -441,16 +477,13 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
                                  i, show(nb, v->kv.key), r->pos);
         MICA_TRY(parse_value(r, v, type, 0, i, v->kv.key));
 
-        uint64_t h = hash_bytes(v->kv.key.ptr, v->kv.key.len) & f->kv_mask;
-        for (; f->kv_hash[h]; h = (h + 1) & f->kv_mask) {
-            uint64_t j = f->kv_hash[h] - 1;
-            if (str_equal(f->kv[j].kv.key, v->kv.key.ptr, v->kv.key.len))
-                return mica_diag_set(d, MICA_ERR_INVALID,
-                                     "duplicate metadata key '%s' (entries %" PRIu64 " and %" PRIu64
-                                     ")",
-                                     show(nb, v->kv.key), j, i);
-        }
-        f->kv_hash[h] = i + 1;
+        uint64_t *slot = name_slot(f, f->kv_hash, f->kv_mask, kv_key, v->kv.key.ptr, v->kv.key.len);
+        if (*slot)
+            return mica_diag_set(d, MICA_ERR_INVALID,
+                                 "duplicate metadata key '%s' (entries %" PRIu64 " and %" PRIu64
+                                 ")",
+                                 show(nb, v->kv.key), *slot - 1, i);
+        *slot = i + 1;
     }
 
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
@@ -469,11 +502,7 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
     }
 
     /* Tensor infos. */
-    if (n_tensors > left(r) / GGUF_MIN_TENSOR_BYTES)
-        return mica_diag_set(d, MICA_ERR_INVALID,
-                             "truncated: %" PRIu64 " tensor infos cannot fit in the %" PRIu64
-                             " bytes left after the metadata",
-                             n_tensors, left(r));
+    MICA_TRY(check_fit(r, n_tensors, GGUF_MIN_TENSOR_BYTES, "tensor infos", "metadata"));
     if (n_tensors > 0) {
         f->tensors = calloc((size_t)n_tensors, sizeof *f->tensors);
         f->tensor_hash = hash_create(n_tensors, &f->tensor_mask);
@@ -493,10 +522,7 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
         const char *name = show(nb, t->name);
         uint32_t n_dims = 0;
         if (!rd_u32(r, &n_dims))
-            return mica_diag_set(d, MICA_ERR_INVALID,
-                                 "truncated: tensor info %" PRIu64 " ('%s') runs past the end of "
-                                 "the file (offset %" PRIu64 ")",
-                                 i, name, at);
+            return truncated_tensor(r, i, name, at);
         if (n_dims < 1 || n_dims > 4)
             return mica_diag_set(d, MICA_ERR_INVALID,
                                  "tensor '%s' has %" PRIu32 " dimensions (must be 1 to 4)", name,
@@ -507,10 +533,7 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
         for (uint32_t k = 0; k < n_dims; k++) {
             uint64_t ne = 0;
             if (!rd_u64(r, &ne))
-                return mica_diag_set(d, MICA_ERR_INVALID,
-                                     "truncated: tensor info %" PRIu64 " ('%s') runs past the end "
-                                     "of the file (offset %" PRIu64 ")",
-                                     i, name, at);
+                return truncated_tensor(r, i, name, at);
             if (ne < 1 || ne > (uint64_t)INT64_MAX)
                 return mica_diag_set(d, MICA_ERR_INVALID,
                                      "tensor '%s' dimension %" PRIu32 " is %" PRId64
@@ -520,10 +543,7 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
         }
         uint32_t gt = 0;
         if (!rd_u32(r, &gt) || !rd_u64(r, &t->offset))
-            return mica_diag_set(d, MICA_ERR_INVALID,
-                                 "truncated: tensor info %" PRIu64 " ('%s') runs past the end of "
-                                 "the file (offset %" PRIu64 ")",
-                                 i, name, at);
+            return truncated_tensor(r, i, name, at);
         t->ggml_type = gt;
         t->dtype = dtype_from_ggml(gt);
         if (t->dtype == MICA_DTYPE_COUNT) {
@@ -553,15 +573,13 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
             return mica_diag_set(d, MICA_ERR_INVALID, "tensor '%s' size in bytes overflows", name);
         t->nbytes = (uint64_t)(row_bytes * rows);
 
-        uint64_t h = hash_bytes(t->name.ptr, t->name.len) & f->tensor_mask;
-        for (; f->tensor_hash[h]; h = (h + 1) & f->tensor_mask) {
-            uint64_t j = f->tensor_hash[h] - 1;
-            if (str_equal(f->tensors[j].name, t->name.ptr, t->name.len))
-                return mica_diag_set(
-                    d, MICA_ERR_INVALID,
-                    "duplicate tensor name '%s' (tensors %" PRIu64 " and %" PRIu64 ")", name, j, i);
-        }
-        f->tensor_hash[h] = i + 1;
+        uint64_t *slot =
+            name_slot(f, f->tensor_hash, f->tensor_mask, tensor_name, t->name.ptr, t->name.len);
+        if (*slot)
+            return mica_diag_set(d, MICA_ERR_INVALID,
+                                 "duplicate tensor name '%s' (tensors %" PRIu64 " and %" PRIu64 ")",
+                                 name, *slot - 1, i);
+        *slot = i + 1;
     }
 
     /* Data section. */
@@ -719,13 +737,8 @@ const mica_gguf_kv_t *mica_gguf_find(const mica_gguf_t *f, const char *key)
 {
     if (f->n_kv == 0 || !key)
         return NULL;
-    uint64_t n = strlen(key);
-    for (uint64_t h = hash_bytes(key, n) & f->kv_mask; f->kv_hash[h]; h = (h + 1) & f->kv_mask) {
-        const gguf_value_t *v = &f->kv[f->kv_hash[h] - 1];
-        if (str_equal(v->kv.key, key, n))
-            return &v->kv;
-    }
-    return NULL;
+    uint64_t slot = *name_slot(f, f->kv_hash, f->kv_mask, kv_key, key, strlen(key));
+    return slot ? &f->kv[slot - 1].kv : NULL;
 }
 
 /* An integer of value type t at p, as sign + magnitude: false if t is not
@@ -910,14 +923,8 @@ const mica_gguf_tensor_t *mica_gguf_find_tensor(const mica_gguf_t *f, const char
 {
     if (f->n_tensors == 0 || !name)
         return NULL;
-    uint64_t n = strlen(name);
-    for (uint64_t h = hash_bytes(name, n) & f->tensor_mask; f->tensor_hash[h];
-         h = (h + 1) & f->tensor_mask) {
-        const mica_gguf_tensor_t *t = &f->tensors[f->tensor_hash[h] - 1];
-        if (str_equal(t->name, name, n))
-            return t;
-    }
-    return NULL;
+    uint64_t slot = *name_slot(f, f->tensor_hash, f->tensor_mask, tensor_name, name, strlen(name));
+    return slot ? &f->tensors[slot - 1] : NULL;
 }
 
 bool mica_gguf_str_eq(mica_gguf_str_t a, const char *s)

@@ -94,9 +94,14 @@ uint16_t mica_f32_to_bf16(float f)
 /* ------------------------------------------------------------------------ */
 /* Block formats                                                             */
 
+static uint16_t rd_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
+}
+
 static float rd_f16(const uint8_t *p)
 {
-    return mica_f16_to_f32((uint16_t)(p[0] | (unsigned)p[1] << 8));
+    return mica_f16_to_f32(rd_u16(p));
 }
 
 static uint32_t rd_u32(const uint8_t *p)
@@ -238,33 +243,15 @@ static void scale_min_k4(int j, const uint8_t *s, float *out_scale, float *out_m
     *out_min = (float)m;
 }
 
-/* Q4_K, 144 bytes: f16 d @0, f16 dmin @2, scales[12] @4, qs[128] @16.
- * Each 64 elements use 32 bytes: low nibbles first, then high nibbles, each
- * 32 with its own scale/min. x = d * scale * q - dmin * min. */
-static void deq_q4_k(const uint8_t *b, float *y)
+/* The 256 elements of a Q4_K or Q5_K block b, whose nibbles are at qs and,
+ * for Q5_K, fifth bits at qh (NULL for Q4_K). Each 64 elements use 32
+ * bytes of qs: low nibbles first, then high nibbles, each 32 with its own
+ * scale/min; bit (2c) of qh[l] tops the low nibble of chunk c, bit (2c+1)
+ * the high one. x = d * scale * q - dmin * min. */
+static void deq_k4(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, float *y)
 {
     float d = rd_f16(b), dmin = rd_f16(b + 2);
-    const uint8_t *s = b + 4, *qs = b + 16;
-    for (int c = 0; c < 4; c++) {
-        float sc0, m0, sc1, m1;
-        scale_min_k4(2 * c, s, &sc0, &m0);
-        scale_min_k4(2 * c + 1, s, &sc1, &m1);
-        float d0 = d * sc0, dm0 = dmin * m0, d1 = d * sc1, dm1 = dmin * m1;
-        const uint8_t *q = qs + 32 * c;
-        for (int l = 0; l < 32; l++)
-            *y++ = d0 * (float)(q[l] & 0xf) - dm0;
-        for (int l = 0; l < 32; l++)
-            *y++ = d1 * (float)(q[l] >> 4) - dm1;
-    }
-}
-
-/* Q5_K, 176 bytes: f16 d @0, f16 dmin @2, scales[12] @4, qh[32] @16,
- * qs[128] @48. As Q4_K plus a fifth bit: bit (2c) of qh[l] for the low
- * nibble of chunk c, bit (2c+1) for the high nibble. */
-static void deq_q5_k(const uint8_t *b, float *y)
-{
-    float d = rd_f16(b), dmin = rd_f16(b + 2);
-    const uint8_t *s = b + 4, *qh = b + 16, *qs = b + 48;
+    const uint8_t *s = b + 4;
     for (int c = 0; c < 4; c++) {
         float sc0, m0, sc1, m1;
         scale_min_k4(2 * c, s, &sc0, &m0);
@@ -273,10 +260,23 @@ static void deq_q5_k(const uint8_t *b, float *y)
         const uint8_t *q = qs + 32 * c;
         unsigned u0 = 1u << (2 * c), u1 = 2u << (2 * c);
         for (int l = 0; l < 32; l++)
-            *y++ = d0 * (float)((q[l] & 0xf) + ((qh[l] & u0) ? 16 : 0)) - dm0;
+            *y++ = d0 * (float)((q[l] & 0xf) + (qh && (qh[l] & u0) ? 16 : 0)) - dm0;
         for (int l = 0; l < 32; l++)
-            *y++ = d1 * (float)((q[l] >> 4) + ((qh[l] & u1) ? 16 : 0)) - dm1;
+            *y++ = d1 * (float)((q[l] >> 4) + (qh && (qh[l] & u1) ? 16 : 0)) - dm1;
     }
+}
+
+/* Q4_K, 144 bytes: f16 d @0, f16 dmin @2, scales[12] @4, qs[128] @16. */
+static void deq_q4_k(const uint8_t *b, float *y)
+{
+    deq_k4(b, NULL, b + 16, y);
+}
+
+/* Q5_K, 176 bytes: f16 d @0, f16 dmin @2, scales[12] @4, qh[32] @16,
+ * qs[128] @48. */
+static void deq_q5_k(const uint8_t *b, float *y)
+{
+    deq_k4(b, b + 16, b + 48, y);
 }
 
 /* Q6_K, 210 bytes: ql[128] @0 (low 4 bits), qh[64] @128 (high 2 bits),
@@ -335,11 +335,11 @@ mica_status_t mica_dequantize_row(mica_dtype_t t, const void *src, float *dst, i
         return MICA_OK;
     case MICA_DTYPE_F16:
         for (int64_t i = 0; i < n; i++)
-            dst[i] = mica_f16_to_f32((uint16_t)(p[2 * i] | (unsigned)p[2 * i + 1] << 8));
+            dst[i] = rd_f16(p + 2 * i);
         return MICA_OK;
     case MICA_DTYPE_BF16:
         for (int64_t i = 0; i < n; i++)
-            dst[i] = mica_bf16_to_f32((uint16_t)(p[2 * i] | (unsigned)p[2 * i + 1] << 8));
+            dst[i] = mica_bf16_to_f32(rd_u16(p + 2 * i));
         return MICA_OK;
     case MICA_DTYPE_Q4_0:
         fn = deq_q4_0;

@@ -5,7 +5,8 @@
  * Every value is 4-byte elements (float32 or int32), so one element copy
  * serves both; it goes through memcpy to stay clear of type punning. Each
  * op walks its output (or region) index by index and computes the source
- * address from the definition, nothing cleverer. */
+ * address from the definition, nothing cleverer; transpose, slice and
+ * broadcast state theirs as a strided view of the input. */
 #include <stdint.h>
 #include <string.h>
 
@@ -62,15 +63,10 @@ mica_status_t mica_ref_transpose(const mica_node_t *n, const mica_ref_arg_t *arg
     const int64_t *perm = mica_node_attr_ints(n, "perm", NULL); /* y dim k is x dim perm[k] */
     int64_t xs[MICA_MAX_RANK];
     mica_type_strides(tx, xs);
-    const void *x = mica_ref_arg_data(&args[0]);
-    int64_t idx[MICA_MAX_RANK] = {0};
-    int64_t i = 0;
-    do {
-        int64_t at = 0;
-        for (int32_t k = 0; k < n->type.rank; k++)
-            at += idx[k] * xs[perm[k]];
-        copy_elem(y, i++, x, at);
-    } while (mica_ref_index_next(idx, n->type.shape, n->type.rank));
+    mica_view_t v = {0};
+    for (int32_t k = 0; k < n->type.rank; k++)
+        v.stride[k] = xs[perm[k]];
+    mica_ref_view_copy(mica_ref_arg_data(&args[0]), n->type.rank, n->type.shape, &v, y);
     return MICA_OK;
 }
 
@@ -81,15 +77,12 @@ mica_status_t mica_ref_slice(const mica_node_t *n, const mica_ref_arg_t *args, v
     const int64_t *steps = mica_node_attr_ints(n, "steps", NULL);
     int64_t xs[MICA_MAX_RANK];
     mica_type_strides(&args[0].type, xs);
-    const void *x = mica_ref_arg_data(&args[0]);
-    int64_t idx[MICA_MAX_RANK] = {0};
-    int64_t i = 0;
-    do {
-        int64_t at = 0;
-        for (int32_t k = 0; k < n->type.rank; k++)
-            at += (starts[k] + idx[k] * steps[k]) * xs[k];
-        copy_elem(y, i++, x, at);
-    } while (mica_ref_index_next(idx, n->type.shape, n->type.rank));
+    mica_view_t v = {0};
+    for (int32_t k = 0; k < n->type.rank; k++) {
+        v.offset += starts[k] * xs[k];
+        v.stride[k] = steps[k] * xs[k];
+    }
+    mica_ref_view_copy(mica_ref_arg_data(&args[0]), n->type.rank, n->type.shape, &v, y);
     return MICA_OK;
 }
 
@@ -123,16 +116,11 @@ mica_status_t mica_ref_broadcast(const mica_node_t *n, const mica_ref_arg_t *arg
     int32_t lead = n->type.rank - tx->rank; /* output dims x lacks, in front */
     int64_t xs[MICA_MAX_RANK];
     mica_type_strides(tx, xs);
-    const void *x = mica_ref_arg_data(&args[0]);
-    int64_t idx[MICA_MAX_RANK] = {0};
-    int64_t i = 0;
-    do {
-        int64_t at = 0;
-        for (int32_t k = 0; k < tx->rank; k++)
-            if (tx->shape[k] != 1)
-                at += idx[k + lead] * xs[k];
-        copy_elem(y, i++, x, at);
-    } while (mica_ref_index_next(idx, n->type.shape, n->type.rank));
+    mica_view_t v = {0}; /* stride 0 along the dims x lacks or has as 1 */
+    for (int32_t k = 0; k < tx->rank; k++)
+        if (tx->shape[k] != 1)
+            v.stride[k + lead] = xs[k];
+    mica_ref_view_copy(mica_ref_arg_data(&args[0]), n->type.rank, n->type.shape, &v, y);
     return MICA_OK;
 }
 
