@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -411,6 +412,32 @@ Test(ref_ops, matmul_f32_f16_bf16_hand_values)
     mica_graph_release(g);
 }
 
+/* matmul of xs [M, K] by the weight `bytes` (dtype t, [N, K]) whose exact
+ * values are w [N, K], against the plain-loop product in float64. */
+static void check_quant_matmul(mica_dtype_t t, const void *bytes, size_t nbytes, const float *w,
+                               int N, int K, const float *xs, int M)
+{
+    float *want = malloc((size_t)(M * N) * sizeof *want);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += (double)xs[m * K + k] * w[n * K + k];
+            want[m * N + n] = (float)s;
+        }
+    const int64_t wshape[2] = {N, K}, xshape[2] = {M, K};
+    mica_graph_t *g = new_graph();
+    int32_t x = mica_build_input(g, "x", mica_type_make(MICA_DTYPE_F32, 2, xshape));
+    int32_t wq = mica_build_weight(g, "w", mica_type_make(t, 2, wshape), bytes, nbytes);
+    mica_build_output(g, "y", mica_build_binary(g, MICA_OP_MATMUL, x, wq));
+    mica_ref_tensor_t in = bind("x", mica_type_make(MICA_DTYPE_F32, 2, xshape), (float *)xs);
+    mica_ref_outputs_t *o = run_ok(g, &in, 1);
+    expect_f(o, "y", want, M * N, 1e-6);
+    mica_ref_outputs_release(o);
+    mica_graph_release(g);
+    free(want);
+}
+
 Test(ref_ops, matmul_q8_0)
 {
     /* w [2, 64]: two Q8_0 blocks per row with known scales and quants;
@@ -432,26 +459,11 @@ Test(ref_ops, matmul_q8_0)
             put_q8_0(bytes + (n * 2 + b) * 34, d_bits[n][b], q);
         }
     }
-    float xs[M * K], want[M * N];
+    float xs[M * K];
     for (int m = 0; m < M; m++)
         for (int k = 0; k < K; k++)
             xs[m * K + k] = (float)(m + 1) * ((k % 4) - 1.5f) * 0.25f;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = 0;
-            for (int k = 0; k < K; k++)
-                s += (double)xs[m * K + k] * w[n][k];
-            want[m * N + n] = (float)s;
-        }
-    mica_graph_t *g = new_graph();
-    int32_t x = mica_build_input(g, "x", TY(F32, M, K));
-    int32_t wq = mica_build_weight(g, "w", TY(Q8_0, N, K), bytes, sizeof bytes);
-    mica_build_output(g, "y", mica_build_binary(g, MICA_OP_MATMUL, x, wq));
-    mica_ref_tensor_t in = bind("x", TY(F32, M, K), xs);
-    mica_ref_outputs_t *o = run_ok(g, &in, 1);
-    expect_f(o, "y", want, M * N, 1e-6);
-    mica_ref_outputs_release(o);
-    mica_graph_release(g);
+    check_quant_matmul(MICA_DTYPE_Q8_0, bytes, sizeof bytes, &w[0][0], N, K, xs, M);
 }
 
 Test(ref_ops, matmul_q4_0)
@@ -470,25 +482,10 @@ Test(ref_ops, matmul_q4_0)
         }
         put_q4_0(bytes + n * 18, d_bits[n], q);
     }
-    float xs[M * K], want[M * N];
+    float xs[M * K];
     for (int i = 0; i < M * K; i++)
         xs[i] = (float)((i % 9) - 4) * 0.5f;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = 0;
-            for (int k = 0; k < K; k++)
-                s += (double)xs[m * K + k] * w[n][k];
-            want[m * N + n] = (float)s;
-        }
-    mica_graph_t *g = new_graph();
-    int32_t x = mica_build_input(g, "x", TY(F32, M, K));
-    int32_t wq = mica_build_weight(g, "w", TY(Q4_0, N, K), bytes, sizeof bytes);
-    mica_build_output(g, "y", mica_build_binary(g, MICA_OP_MATMUL, x, wq));
-    mica_ref_tensor_t in = bind("x", TY(F32, M, K), xs);
-    mica_ref_outputs_t *o = run_ok(g, &in, 1);
-    expect_f(o, "y", want, M * N, 1e-6);
-    mica_ref_outputs_release(o);
-    mica_graph_release(g);
+    check_quant_matmul(MICA_DTYPE_Q4_0, bytes, sizeof bytes, &w[0][0], N, K, xs, M);
 }
 
 Test(ref_ops, matmul_by_computed_weight)
