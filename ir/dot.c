@@ -63,6 +63,8 @@ static void put_node(mica_sbuf_t *b, int32_t i, const mica_node_t *n)
         mica_sb_puts(b, ", shape=ellipse");
     else if (n->op == MICA_OP_WEIGHT)
         mica_sb_puts(b, ", shape=note");
+    else if (n->op == MICA_OP_STATE)
+        mica_sb_puts(b, ", shape=cylinder");
     mica_sb_puts(b, "];\n");
     for (int32_t k = 0; n->inputs && k < n->n_inputs; k++) {
         const mica_operand_t *o = &n->inputs[k];

@@ -479,6 +479,30 @@ int32_t mica_build_weight(mica_graph_t *g, const char *name, mica_type_t type, c
     return mica_graph_append(g, &n, false);
 }
 
+int32_t mica_build_state(mica_graph_t *g, const char *name, mica_type_t type)
+{
+    mica_node_t n = node_make(MICA_OP_STATE);
+    n.attrs[0].s = name;
+    n.type = type;
+    return mica_graph_append(g, &n, false);
+}
+
+int32_t mica_build_kv_store(mica_graph_t *g, int32_t cache, int32_t x, int32_t p0, int32_t count)
+{
+    mica_node_t n = node_make(MICA_OP_KV_STORE);
+    int32_t xs[4] = {cache, x, p0, count};
+    return append_with(g, &n, 4, xs, true);
+}
+
+int32_t mica_build_attention_kv(mica_graph_t *g, int32_t q, int32_t k, int32_t v, int32_t p0,
+                                int32_t count, double scale)
+{
+    mica_node_t n = node_make(MICA_OP_ATTENTION_KV);
+    n.attrs[0].f = scale;
+    int32_t xs[5] = {q, k, v, p0, count};
+    return append_with(g, &n, 5, xs, true);
+}
+
 int32_t mica_build_output(mica_graph_t *g, const char *name, int32_t x)
 {
     mica_node_t n = node_make(MICA_OP_OUTPUT);
@@ -636,10 +660,12 @@ mica_status_t mica_graph_prune(mica_graph_t **g, mica_diag_t *d)
         s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory pruning the graph");
         goto done;
     }
-    /* Outputs and inputs are the interface: always kept. Walk backwards. */
+    /* Outputs, inputs and states are the interface, and stores write state:
+     * always kept. Walk backwards. */
     for (int32_t i = n - 1; i >= 0; i--) {
         const mica_node_t *nd = old->nodes[i];
-        if (nd->op == MICA_OP_OUTPUT || nd->op == MICA_OP_INPUT)
+        if (nd->op == MICA_OP_OUTPUT || nd->op == MICA_OP_INPUT || nd->op == MICA_OP_STATE ||
+            nd->op == MICA_OP_KV_STORE)
             live[i] = true;
         if (!live[i])
             continue;

@@ -122,6 +122,7 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
     switch (n->op) {
     case MICA_OP_INPUT:
     case MICA_OP_WEIGHT:
+    case MICA_OP_STATE:
         MICA_TRY(check_type(&t, info->name, d));
         if (n->op == MICA_OP_WEIGHT && n->data) {
             int64_t rows = t.rank ? mica_type_numel(&t) / t.shape[t.rank - 1] : 1;
@@ -220,6 +221,53 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
             return BAD("attention: %lld keys for %lld queries", (long long)in[1].shape[0],
                        (long long)in[0].shape[0]);
         t = in[0];
+        break;
+    case MICA_OP_KV_STORE: {
+        const mica_node_t *cache = mica_graph_node(g, n->inputs[0].value);
+        if (cache->op != MICA_OP_STATE || n->inputs[0].has_view)
+            return BAD("kv_store writes into a state, and operand 0 is a %s",
+                       mica_op_info(cache->op)->name);
+        if (!is_float(&in[0]) || in[0].rank != 3 || !is_float(&in[1]) || in[1].rank != 3)
+            return BAD("kv_store needs a float cache [Hkv, C, D] and float rows [T, Hkv, D]");
+        if (in[1].shape[1] != in[0].shape[0] || in[1].shape[2] != in[0].shape[2])
+            return BAD("kv_store: rows [%lld, %lld, %lld] do not fit a cache [%lld, %lld, %lld]",
+                       (long long)in[1].shape[0], (long long)in[1].shape[1],
+                       (long long)in[1].shape[2], (long long)in[0].shape[0],
+                       (long long)in[0].shape[1], (long long)in[0].shape[2]);
+        if (in[1].shape[0] > in[0].shape[1])
+            return BAD("kv_store: %lld rows for a cache of %lld", (long long)in[1].shape[0],
+                       (long long)in[0].shape[1]);
+        for (int i = 2; i < 4; i++)
+            if (in[i].dtype != MICA_DTYPE_I32 || in[i].rank != 0)
+                return BAD("kv_store operand %d must be an i32 scalar", i);
+        t = in[0];
+        break;
+    }
+    case MICA_OP_ATTENTION_KV:
+        for (int i = 1; i < 3; i++) {
+            const mica_node_t *src = mica_graph_node(g, n->inputs[i].value);
+            if (src->op != MICA_OP_KV_STORE || n->inputs[i].has_view)
+                return BAD("attention_kv operand %d must be a kv_store result", i);
+        }
+        if (!is_float(&in[0]) || in[0].rank != 3)
+            return BAD("attention_kv query must be float [T, Hq, D]");
+        if (!is_float(&in[1]) || !is_float(&in[2]) || in[1].rank != 3 || in[2].rank != 3 ||
+            memcmp(in[1].shape, in[2].shape, 3 * sizeof in[1].shape[0]) != 0)
+            return BAD("attention_kv: k and v caches differ in shape");
+        if (in[0].shape[2] != in[1].shape[2])
+            return BAD("attention_kv: q head dim %lld != cache head dim %lld",
+                       (long long)in[0].shape[2], (long long)in[1].shape[2]);
+        if (in[0].shape[1] % in[1].shape[0] != 0)
+            return BAD("attention_kv: %lld query heads are not a multiple of %lld kv heads",
+                       (long long)in[0].shape[1], (long long)in[1].shape[0]);
+        if (in[0].shape[0] > in[1].shape[1])
+            return BAD("attention_kv: %lld queries for a cache of %lld", (long long)in[0].shape[0],
+                       (long long)in[1].shape[1]);
+        for (int i = 3; i < 5; i++)
+            if (in[i].dtype != MICA_DTYPE_I32 || in[i].rank != 0)
+                return BAD("attention_kv operand %d must be an i32 scalar", i);
+        t = in[0];
+        t.dtype = MICA_DTYPE_F32;
         break;
     case MICA_OP_RESHAPE:
         MICA_TRY(check_type(&t, "reshape result", d));
@@ -353,7 +401,8 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
     case MICA_OP_COUNT:
         return BAD("unknown op");
     }
-    if (n->op != MICA_OP_INPUT && n->op != MICA_OP_WEIGHT && n->op != MICA_OP_RASTER)
+    if (n->op != MICA_OP_INPUT && n->op != MICA_OP_WEIGHT && n->op != MICA_OP_STATE &&
+        n->op != MICA_OP_RASTER)
         MICA_TRY(check_type(&t, "result", d));
     *out_type = t;
     return MICA_OK;

@@ -234,6 +234,15 @@ int32_t mica_build_input(mica_graph_t *g, const char *name, mica_type_t type);
 int32_t mica_build_weight(mica_graph_t *g, const char *name, mica_type_t type,
                           const void *data, uint64_t nbytes);
 int32_t mica_build_output(mica_graph_t *g, const char *name, int32_t x);
+/* Persistent tensor NAME (a KV cache [Hkv, C, D]) of the given type. */
+int32_t mica_build_state(mica_graph_t *g, const char *name, mica_type_t type);
+/* Writes rows x[t] (t < count) into the state `cache` at positions p0 + t;
+ * p0 and count are i32 scalars read at run time. Yields the cache. */
+int32_t mica_build_kv_store(mica_graph_t *g, int32_t cache, int32_t x, int32_t p0, int32_t count);
+/* Causal attention of q [T, Hq, D] over kv_store results k, v [Hkv, C, D]
+ * up to position p0 + t for query t < count (later rows are 0). */
+int32_t mica_build_attention_kv(mica_graph_t *g, int32_t q, int32_t k, int32_t v, int32_t p0,
+                                int32_t count, double scale);
 int32_t mica_build_unary(mica_graph_t *g, mica_op_t op, int32_t x); /* softmax, silu, gelu */
 int32_t mica_build_binary(mica_graph_t *g, mica_op_t op, int32_t a, int32_t b); /* add, mul, matmul, embedding */
 int32_t mica_build_scale(mica_graph_t *g, int32_t x, double s);

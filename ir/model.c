@@ -182,13 +182,13 @@ static int32_t linear(builder_t *b, int32_t x, int64_t layer, const char *w, con
     return y;
 }
 
-mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *cfg,
-                               int64_t n_tokens, int64_t n_past, bool all_logits,
-                               mica_graph_t **out_graph, mica_diag_t *d)
+/* The body of both builders. capacity > 0 builds the static form (KV cache
+ * as state of that many tokens, run-time lengths); else the step form for
+ * n_past cached tokens. */
+static mica_status_t build(const mica_gguf_t *f, const mica_model_config_t *cfg, int64_t n_tokens,
+                           int64_t n_past, int64_t capacity, bool all_logits,
+                           mica_graph_t **out_graph, mica_diag_t *d)
 {
-    if (n_tokens < 1 || n_past < 0 || n_tokens > (1 << 24) || n_past > (1 << 24))
-        return BAD("cannot build a step of %lld tokens after %lld", (long long)n_tokens,
-                   (long long)n_past);
     mica_graph_t *g;
     if (mica_graph_create(&g) != MICA_OK)
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
@@ -198,8 +198,14 @@ mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *
     const bool bias = cfg->arch == MICA_ARCH_QWEN2;
     const double kq_scale = 1.0 / sqrt((double)Dh);
 
+    const bool is_static = capacity > 0;
     int32_t tokens = mica_build_input(g, "tokens", mica_type_make(MICA_DTYPE_I32, 1, &T));
     int32_t pos = mica_build_input(g, "pos", mica_type_make(MICA_DTYPE_I32, 1, &T));
+    int32_t p0 = -1, count = -1;
+    if (is_static) {
+        p0 = mica_build_input(g, "n_past", mica_type_make(MICA_DTYPE_I32, 0, NULL));
+        count = mica_build_input(g, "n_tokens", mica_type_make(MICA_DTYPE_I32, 0, NULL));
+    }
     int32_t emb = weight(&b, "token_embd.weight", 2, V, D);
     int32_t x = mica_build_binary(g, MICA_OP_EMBEDDING, emb, tokens);
 
@@ -218,21 +224,32 @@ mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *
                             cfg->rope_freq_scale);
         k = mica_build_rope(g, k, pos, cfg->rope_mode, cfg->rope_dims, cfg->rope_theta,
                             cfg->rope_freq_scale);
-        snprintf(name, sizeof name, "k_new.%lld", (long long)l);
-        mica_build_output(g, name, k);
-        snprintf(name, sizeof name, "v_new.%lld", (long long)l);
-        mica_build_output(g, name, v);
-        if (n_past > 0) {
-            const int64_t cache_shape[3] = {n_past, Hkv, Dh};
+        int32_t att;
+        if (is_static) {
+            const int64_t cache_shape[3] = {Hkv, capacity, Dh};
             mica_type_t ct = mica_type_make(MICA_DTYPE_F32, 3, cache_shape);
             snprintf(name, sizeof name, "k_cache.%lld", (long long)l);
-            int32_t kk[2] = {mica_build_input(g, name, ct), k};
+            int32_t ks = mica_build_kv_store(g, mica_build_state(g, name, ct), k, p0, count);
             snprintf(name, sizeof name, "v_cache.%lld", (long long)l);
-            int32_t vv[2] = {mica_build_input(g, name, ct), v};
-            k = mica_build_concat(g, 2, kk, 0);
-            v = mica_build_concat(g, 2, vv, 0);
+            int32_t vs = mica_build_kv_store(g, mica_build_state(g, name, ct), v, p0, count);
+            att = mica_build_attention_kv(g, q, ks, vs, p0, count, kq_scale);
+        } else {
+            snprintf(name, sizeof name, "k_new.%lld", (long long)l);
+            mica_build_output(g, name, k);
+            snprintf(name, sizeof name, "v_new.%lld", (long long)l);
+            mica_build_output(g, name, v);
+            if (n_past > 0) {
+                const int64_t cache_shape[3] = {n_past, Hkv, Dh};
+                mica_type_t ct = mica_type_make(MICA_DTYPE_F32, 3, cache_shape);
+                snprintf(name, sizeof name, "k_cache.%lld", (long long)l);
+                int32_t kk[2] = {mica_build_input(g, name, ct), k};
+                snprintf(name, sizeof name, "v_cache.%lld", (long long)l);
+                int32_t vv[2] = {mica_build_input(g, name, ct), v};
+                k = mica_build_concat(g, 2, kk, 0);
+                v = mica_build_concat(g, 2, vv, 0);
+            }
+            att = mica_build_attention(g, q, k, v, kq_scale);
         }
-        int32_t att = mica_build_attention(g, q, k, v, kq_scale);
         const int64_t merged[2] = {T, H * Dh};
         att = mica_build_reshape(g, att, 2, merged);
         x = mica_build_binary(g, MICA_OP_ADD, x, linear(&b, att, l, "attn_output.weight", NULL, D, H * Dh));
@@ -243,7 +260,7 @@ mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *
         int32_t act = mica_build_binary(g, MICA_OP_MUL, mica_build_unary(g, MICA_OP_SILU, gate), up);
         x = mica_build_binary(g, MICA_OP_ADD, x, linear(&b, act, l, "ffn_down.weight", NULL, D, F));
     }
-    if (!all_logits && T > 1) {
+    if (!all_logits && T > 1 && !is_static) {
         const int64_t starts[2] = {T - 1, 0}, ends[2] = {T, D};
         x = mica_build_slice(g, x, starts, ends, NULL);
     }
@@ -259,4 +276,24 @@ mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *
     }
     *out_graph = g;
     return MICA_OK;
+}
+
+mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *cfg,
+                               int64_t n_tokens, int64_t n_past, bool all_logits,
+                               mica_graph_t **out_graph, mica_diag_t *d)
+{
+    if (n_tokens < 1 || n_past < 0 || n_tokens > (1 << 24) || n_past > (1 << 24))
+        return BAD("cannot build a step of %lld tokens after %lld", (long long)n_tokens,
+                   (long long)n_past);
+    return build(f, cfg, n_tokens, n_past, 0, all_logits, out_graph, d);
+}
+
+mica_status_t mica_model_build_static(const mica_gguf_t *f, const mica_model_config_t *cfg,
+                                      int64_t n_tokens, int64_t capacity,
+                                      mica_graph_t **out_graph, mica_diag_t *d)
+{
+    if (n_tokens < 1 || capacity < n_tokens || capacity > (1 << 24))
+        return BAD("cannot build a static graph of %lld tokens over a cache of %lld",
+                   (long long)n_tokens, (long long)capacity);
+    return build(f, cfg, n_tokens, 0, capacity, true, out_graph, d);
 }

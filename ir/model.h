@@ -63,4 +63,20 @@ mica_status_t mica_model_build(const mica_gguf_t *f, const mica_model_config_t *
                                int64_t n_tokens, int64_t n_past, bool all_logits,
                                mica_graph_t **out_graph, mica_diag_t *d);
 
+/* The static form, one graph of a compiled program (ir/program.h): up to
+ * n_tokens new tokens per call over a KV cache of `capacity` tokens kept
+ * as state, with the lengths read at run time.
+ *   inputs   tokens   i32[n_tokens]       ids; rows past n_tokens are padding
+ *            pos      i32[n_tokens]       positions (n_past + t)
+ *            n_past   i32[]               tokens already in the cache
+ *            n_tokens i32[]               valid rows this call (1..n_tokens)
+ *   states   k_cache.L, v_cache.L  f32[n_head_kv, capacity, head_dim]
+ *                                         head-major, as attention reads it
+ *   outputs  logits   f32[n_tokens, n_vocab] (rows past n_tokens: padding)
+ * Each layer stores its new keys and values with kv_store at n_past and
+ * attends with attention_kv up to n_past + t. */
+mica_status_t mica_model_build_static(const mica_gguf_t *f, const mica_model_config_t *cfg,
+                                      int64_t n_tokens, int64_t capacity,
+                                      mica_graph_t **out_graph, mica_diag_t *d);
+
 #endif

@@ -257,5 +257,7 @@ mica_status_t mica_graph_verify(const mica_graph_t *g, mica_diag_t *d)
         s = check_names(g, MICA_OP_INPUT, d);
     if (s == MICA_OK)
         s = check_names(g, MICA_OP_OUTPUT, d);
+    if (s == MICA_OK)
+        s = check_names(g, MICA_OP_STATE, d);
     return s;
 }

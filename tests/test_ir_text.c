@@ -118,6 +118,13 @@ static mica_graph_t *build_all_ops(void)
     int32_t q3 = mica_build_reshape(g, v, 3, thd);
     int32_t ro = mica_build_rope(g, q3, pos, 2, 16, 10000.0, 1.0);
     int32_t att = mica_build_attention(g, ro, q3, q3, 0.25);
+    /* the KV cache as state: store the 16 rows, attend up to run-time lengths */
+    int64_t cache[3] = {4, 32, 16};
+    int32_t p0 = mica_build_input(g, "n_past", ty(MICA_DTYPE_I32, 0, 0, 0, 0));
+    int32_t cnt = mica_build_input(g, "n_tokens", ty(MICA_DTYPE_I32, 0, 0, 0, 0));
+    int32_t kc = mica_build_state(g, "k_cache.0", mica_type_make(F32, 3, cache));
+    int32_t ks = mica_build_kv_store(g, kc, q3, p0, cnt);
+    att = mica_build_attention_kv(g, att, ks, ks, p0, cnt, 0.25);
     int64_t td[2] = {16, 64};
     int32_t a2 = mica_build_reshape(g, att, 2, td);
     int64_t perm[2] = {1, 0};

@@ -30,6 +30,8 @@ typedef struct slot {
 
 typedef struct run {
     const mica_graph_t *g;
+    const mica_ref_tensor_t *states; /* [n_states] persistent tensors, written in place */
+    int32_t n_states;
     slot_t *slots;            /* [n_nodes] */
     mica_ref_outputs_t *outs; /* filled in graph order */
 } run_t;
@@ -154,6 +156,27 @@ static mica_status_t run_input(run_t *r, const mica_node_t *n, const mica_ref_te
     return MICA_OK;
 }
 
+/* A state node's value is the caller's buffer itself: kv_store writes it. */
+static mica_status_t run_state(run_t *r, const mica_node_t *n, mica_diag_t *d)
+{
+    const char *name = mica_node_attr_s(n, "name");
+    const mica_ref_tensor_t *b = NULL;
+    for (int32_t k = 0; k < r->n_states && !b; k++)
+        if (r->states[k].name && strcmp(r->states[k].name, name) == 0)
+            b = &r->states[k];
+    if (!b || !b->data)
+        return mica_diag_set(d, MICA_ERR_INVALID, "state '%s' is not bound", name);
+    if (b->type.dtype == MICA_DTYPE_I32 || !mica_type_equal(&b->type, &n->type)) {
+        char have[96], want[96];
+        return mica_diag_set(d, MICA_ERR_INVALID, "state '%s' is bound as %s, declared %s", name,
+                             type_str(&b->type, have, sizeof have),
+                             type_str(&n->type, want, sizeof want));
+    }
+    r->slots[n->id].data = b->data;
+    r->slots[n->id].owned = false;
+    return MICA_OK;
+}
+
 static mica_status_t check_weight(const mica_node_t *n, mica_diag_t *d)
 {
     const char *name = mica_node_attr_s(n, "name");
@@ -256,6 +279,8 @@ static mica_ref_kernel_fn kernel_for(mica_op_t op)
     case MICA_OP_SILU: return mica_ref_silu;
     case MICA_OP_GELU: return mica_ref_gelu;
     case MICA_OP_ATTENTION: return mica_ref_attention;
+    case MICA_OP_KV_STORE: return mica_ref_kv_store;
+    case MICA_OP_ATTENTION_KV: return mica_ref_attention_kv;
     case MICA_OP_RESHAPE: return mica_ref_reshape;
     case MICA_OP_TRANSPOSE: return mica_ref_transpose;
     case MICA_OP_SLICE: return mica_ref_slice;
@@ -287,6 +312,16 @@ static mica_status_t run_kernel(run_t *r, const mica_node_t *n, mica_diag_t *d)
         s = operand_get(r, n, k, &args[k], &scratch[k], d);
     if (s != MICA_OK)
         goto done;
+    if (n->op == MICA_OP_KV_STORE) {
+        /* In place: the result is the state operand's own buffer, and the
+         * kernel rounds what it writes to the cache dtype. */
+        void *cache = r->slots[n->inputs[0].value].data;
+        if ((s = fn(n, args, cache, d)) != MICA_OK)
+            goto done;
+        r->slots[n->id].data = cache;
+        r->slots[n->id].owned = false;
+        goto done;
+    }
     int64_t numel = mica_type_numel(&n->type);
     if (!(y = alloc_elems(numel, d))) {
         s = MICA_ERR_NOMEM;
@@ -354,6 +389,8 @@ static mica_status_t run_node(run_t *r, const mica_node_t *n, const mica_ref_ten
         return run_input(r, n, inputs, n_inputs, d);
     case MICA_OP_WEIGHT:
         return check_weight(n, d); /* values made on first use */
+    case MICA_OP_STATE:
+        return run_state(r, n, d);
     case MICA_OP_OUTPUT:
         return run_output(r, n, d);
     default:
@@ -368,12 +405,21 @@ mica_status_t mica_ref_execute(const mica_graph_t *g, const mica_ref_tensor_t *i
                                int32_t n_inputs, mica_ref_outputs_t **out_outputs,
                                mica_diag_t *d)
 {
+    return mica_ref_execute_stateful(g, inputs, n_inputs, NULL, 0, out_outputs, d);
+}
+
+mica_status_t mica_ref_execute_stateful(const mica_graph_t *g, const mica_ref_tensor_t *inputs,
+                                        int32_t n_inputs, const mica_ref_tensor_t *states,
+                                        int32_t n_states, mica_ref_outputs_t **out_outputs,
+                                        mica_diag_t *d)
+{
     if (out_outputs)
         *out_outputs = NULL;
-    if (!g || !out_outputs || (n_inputs > 0 && !inputs) || n_inputs < 0)
+    if (!g || !out_outputs || (n_inputs > 0 && !inputs) || n_inputs < 0 ||
+        (n_states > 0 && !states) || n_states < 0)
         return mica_diag_set(d, MICA_ERR_INVALID, "ref: bad arguments");
     int32_t nn = g->n_nodes;
-    run_t r = {.g = g};
+    run_t r = {.g = g, .states = states, .n_states = n_states};
     mica_status_t s = MICA_OK;
     r.slots = calloc((size_t)(nn > 0 ? nn : 1), sizeof *r.slots);
     r.outs = calloc(1, sizeof *r.outs);

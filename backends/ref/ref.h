@@ -32,6 +32,14 @@ mica_status_t mica_ref_execute(const mica_graph_t *g, const mica_ref_tensor_t *i
                                int32_t n_inputs, mica_ref_outputs_t **out_outputs,
                                mica_diag_t *d);
 
+/* The same with persistent state: every state node is bound by name in
+ * `states` (same type; data holds numel float32 values, rounded to the
+ * state's dtype) and kv_store nodes write into that data in place. */
+mica_status_t mica_ref_execute_stateful(const mica_graph_t *g, const mica_ref_tensor_t *inputs,
+                                        int32_t n_inputs, const mica_ref_tensor_t *states,
+                                        int32_t n_states, mica_ref_outputs_t **out_outputs,
+                                        mica_diag_t *d);
+
 int32_t mica_ref_outputs_count(const mica_ref_outputs_t *o);
 /* Output by index (graph order) or by name (NULL if absent). Owned by o. */
 const mica_ref_tensor_t *mica_ref_outputs_at(const mica_ref_outputs_t *o, int32_t i);

@@ -252,6 +252,52 @@ mica_status_t mica_ref_rope(const mica_node_t *n, const mica_ref_arg_t *args, vo
     return MICA_OK;
 }
 
+/* One query row against keys/values 0..last, key j at k + j * stride (and
+ * v likewise): out[0..hd) = sum_j softmax(scale q.k_j) v_j, in float64.
+ * p holds last+1 scores, acc hd sums. */
+static void attend_row(const float *qt, const float *k, const float *v, int64_t stride,
+                       int64_t last, int64_t hd, double scale, double *p, double *acc, float *out)
+{
+    double mx = -INFINITY;
+    for (int64_t j = 0; j <= last; j++) {
+        const float *kj = k + j * stride;
+        double dot = 0.0;
+        for (int64_t i = 0; i < hd; i++)
+            dot += (double)qt[i] * (double)kj[i];
+        p[j] = scale * dot;
+        if (p[j] > mx)
+            mx = p[j];
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j <= last; j++) {
+        p[j] = exp(p[j] - mx);
+        sum += p[j];
+    }
+    for (int64_t i = 0; i < hd; i++)
+        acc[i] = 0.0;
+    for (int64_t j = 0; j <= last; j++) {
+        const float *vj = v + j * stride;
+        for (int64_t i = 0; i < hd; i++)
+            acc[i] += p[j] / sum * (double)vj[i];
+    }
+    for (int64_t i = 0; i < hd; i++)
+        out[i] = (float)acc[i];
+}
+
+/* Scratch for attend_row: n_keys scores and hd sums. */
+static mica_status_t attend_scratch(int64_t n_keys, int64_t hd, double **p, double **acc,
+                                    mica_diag_t *d)
+{
+    *p = malloc((size_t)(n_keys > 0 ? n_keys : 1) * sizeof **p);
+    *acc = malloc((size_t)hd * sizeof **acc);
+    if (*p && *acc)
+        return MICA_OK;
+    free(*p);
+    free(*acc);
+    return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for %lld attention scores",
+                         (long long)n_keys);
+}
+
 mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                  mica_diag_t *d)
 {
@@ -261,45 +307,84 @@ mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *arg
     int64_t n_kv = args[1].type.shape[0], hkv = args[1].type.shape[1];
     int64_t group = hq / hkv; /* query heads per kv head */
     float *out = y;           /* [T, Hq, D] */
-    double *p = malloc((size_t)n_kv * sizeof *p); /* [S]: scores, then probabilities */
-    double *acc = malloc((size_t)hd * sizeof *acc); /* [D] */
-    if (!p || !acc) {
-        free(p);
-        free(acc);
-        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for %lld attention scores",
-                             (long long)n_kv);
-    }
+    double *p, *acc;          /* [S] scores, [D] sums */
+    MICA_TRY(attend_scratch(n_kv, hd, &p, &acc, d));
     for (int64_t t = 0; t < n_q; t++) {
         int64_t last = n_kv - n_q + t; /* the last key query t sees */
         for (int64_t h = 0; h < hq; h++) {
             int64_t kh = h / group;
-            const float *qt = q + (t * hq + h) * hd;
-            double mx = -INFINITY;
-            for (int64_t j = 0; j <= last; j++) {
-                const float *kj = k + (j * hkv + kh) * hd;
-                double dot = 0.0;
-                for (int64_t i = 0; i < hd; i++)
-                    dot += (double)qt[i] * (double)kj[i];
-                p[j] = scale * dot;
-                if (p[j] > mx)
-                    mx = p[j];
-            }
-            double sum = 0.0;
-            for (int64_t j = 0; j <= last; j++) {
-                p[j] = exp(p[j] - mx);
-                sum += p[j];
-            }
-            for (int64_t i = 0; i < hd; i++)
-                acc[i] = 0.0;
-            for (int64_t j = 0; j <= last; j++) {
-                const float *vj = v + (j * hkv + kh) * hd;
-                for (int64_t i = 0; i < hd; i++)
-                    acc[i] += p[j] / sum * (double)vj[i];
-            }
-            for (int64_t i = 0; i < hd; i++)
-                out[(t * hq + h) * hd + i] = (float)acc[i];
+            attend_row(q + (t * hq + h) * hd, k + kh * hd, v + kh * hd, hkv * hd, last, hd, scale,
+                       p, acc, out + (t * hq + h) * hd);
         }
     }
+    free(p);
+    free(acc);
+    return MICA_OK;
+}
+
+/* The run-time lengths of kv_store / attention_kv: p0 and n from operands
+ * ip and ip+1, checked against the rows (n_rows) and the capacity. */
+static mica_status_t run_lengths(const mica_ref_arg_t *args, int ip, int64_t n_rows, int64_t cap,
+                                 int64_t *out_p0, int64_t *out_n, mica_diag_t *d)
+{
+    int64_t p0 = args[ip].i[0], cnt = args[ip + 1].i[0];
+    if (cnt < 1 || cnt > n_rows)
+        return mica_diag_set(d, MICA_ERR_RANGE, "%lld tokens in a call of at most %lld",
+                             (long long)cnt, (long long)n_rows);
+    if (p0 < 0 || p0 > cap - cnt)
+        return mica_diag_set(d, MICA_ERR_RANGE,
+                             "%lld tokens after %lld overflow the cache of %lld",
+                             (long long)cnt, (long long)p0, (long long)cap);
+    *out_p0 = p0;
+    *out_n = cnt;
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_kv_store(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                mica_diag_t *d)
+{
+    const mica_type_t *ct = &args[0].type; /* cache [Hkv, C, D] */
+    int64_t hkv = ct->shape[0], cap = ct->shape[1], hd = ct->shape[2];
+    int64_t p0 = 0, cnt = 0;
+    MICA_TRY(run_lengths(args, 2, args[1].type.shape[0], cap, &p0, &cnt, d));
+    const float *x = args[1].f; /* [T, Hkv, D] */
+    float *cache = y;           /* the state itself */
+    for (int64_t t = 0; t < cnt; t++)
+        for (int64_t h = 0; h < hkv; h++) {
+            float *dst = cache + (h * cap + p0 + t) * hd;
+            const float *src = x + (t * hkv + h) * hd;
+            for (int64_t i = 0; i < hd; i++) {
+                float val = src[i];
+                if (ct->dtype == MICA_DTYPE_F16)
+                    val = mica_f16_to_f32(mica_f32_to_f16(val));
+                else if (ct->dtype == MICA_DTYPE_BF16)
+                    val = mica_bf16_to_f32(mica_f32_to_bf16(val));
+                dst[i] = val;
+            }
+        }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_attention_kv(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                    mica_diag_t *d)
+{
+    double scale = mica_node_attr_f(n, "scale");
+    const float *q = args[0].f, *k = args[1].f, *v = args[2].f;
+    int64_t n_q = args[0].type.shape[0], hq = args[0].type.shape[1], hd = args[0].type.shape[2];
+    int64_t hkv = args[1].type.shape[0], cap = args[1].type.shape[1];
+    int64_t p0 = 0, cnt = 0;
+    MICA_TRY(run_lengths(args, 3, n_q, cap, &p0, &cnt, d));
+    int64_t group = hq / hkv;
+    float *out = y; /* [T, Hq, D] */
+    memset(out, 0, (size_t)mica_type_numel(&n->type) * sizeof *out);
+    double *p, *acc;
+    MICA_TRY(attend_scratch(p0 + cnt, hd, &p, &acc, d));
+    for (int64_t t = 0; t < cnt; t++)
+        for (int64_t h = 0; h < hq; h++) {
+            const float *kh = k + (h / group) * cap * hd, *vh = v + (h / group) * cap * hd;
+            attend_row(q + (t * hq + h) * hd, kh, vh, hd, p0 + t, hd, scale, p, acc,
+                       out + (t * hq + h) * hd);
+        }
     free(p);
     free(acc);
     return MICA_OK;

@@ -72,6 +72,10 @@ mica_status_t mica_ref_gelu(const mica_node_t *n, const mica_ref_arg_t *args, vo
                             mica_diag_t *d);
 mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                  mica_diag_t *d);
+mica_status_t mica_ref_kv_store(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d);
+mica_status_t mica_ref_attention_kv(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                    mica_diag_t *d);
 
 mica_status_t mica_ref_reshape(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                mica_diag_t *d);
