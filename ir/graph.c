@@ -1,5 +1,6 @@
 /* Tables generated from dtypes.def / ops.def, the arena, and the graph
  * builder. */
+#include <assert.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,21 +110,29 @@ mica_type_t mica_type_make(mica_dtype_t dtype, int32_t rank, const int64_t *shap
 /* ------------------------------------------------------------------------ */
 /* ops                                                                       */
 
-static mica_op_info_t op_table[MICA_OP_COUNT];
 static const struct {
     const char *name;
+    mica_op_category_t category;
     int32_t n_inputs;
-    const char *attrs;
     uint32_t strided;
     const char *summary;
-} op_decl[MICA_OP_COUNT] = {
-#define MICA_OP(ID, name, nin, attrs, strided, summary) {name, nin, attrs, strided, summary},
+} op_decl[] = {
+#define MICA_OP(ID, name, cat, nin, attrs, strided, summary) \
+    {name, MICA_OP_CATEGORY_##cat, nin, strided, summary},
 #include "ops.def"
 #undef MICA_OP
 };
+static_assert(sizeof op_decl / sizeof op_decl[0] == MICA_OP_COUNT, "one entry per op");
 
-/* Attribute names parsed out of the spec strings, one static buffer. */
-static char op_attr_names[MICA_OP_COUNT][MICA_MAX_ATTRS][24];
+static const struct {
+    int32_t n;
+    const char *names[MICA_MAX_ATTRS];
+    char kinds[MICA_MAX_ATTRS];
+} op_attr_decl[] = {MICA_OP_ATTR_TABLE};
+static_assert(sizeof op_attr_decl / sizeof op_attr_decl[0] == MICA_OP_COUNT,
+              "op_attrs.h is generated from the same ops.def");
+
+static mica_op_info_t op_table[MICA_OP_COUNT];
 
 static void op_table_init_once(void)
 {
@@ -133,23 +142,14 @@ static void op_table_init_once(void)
     for (int i = 0; i < MICA_OP_COUNT; i++) {
         mica_op_info_t *info = &op_table[i];
         info->name = op_decl[i].name;
+        info->category = op_decl[i].category;
         info->n_inputs = op_decl[i].n_inputs;
         info->strided_mask = op_decl[i].strided;
         info->summary = op_decl[i].summary;
-        const char *p = op_decl[i].attrs;
-        while (*p) {
-            const char *colon = strchr(p, ':');
-            if (!colon || info->n_attrs >= MICA_MAX_ATTRS || colon - p >= 24)
-                abort(); /* ops.def is malformed */
-            char *dst = op_attr_names[i][info->n_attrs];
-            memcpy(dst, p, (size_t)(colon - p));
-            dst[colon - p] = 0;
-            info->attr_names[info->n_attrs] = dst;
-            info->attr_kinds[info->n_attrs] = (mica_attr_kind_t)colon[1];
-            info->n_attrs++;
-            p = colon + 2;
-            if (*p == ',')
-                p++;
+        info->n_attrs = op_attr_decl[i].n;
+        for (int32_t k = 0; k < info->n_attrs; k++) {
+            info->attr_names[k] = op_attr_decl[i].names[k];
+            info->attr_kinds[k] = (mica_attr_kind_t)op_attr_decl[i].kinds[k];
         }
     }
     done = 1;
@@ -171,17 +171,14 @@ mica_op_t mica_op_from_name(const char *name, size_t len)
 
 bool mica_op_is_data_movement(mica_op_t op)
 {
-    switch (op) {
-    case MICA_OP_RESHAPE:
-    case MICA_OP_TRANSPOSE:
-    case MICA_OP_SLICE:
-    case MICA_OP_CONCAT:
-    case MICA_OP_BROADCAST:
-    case MICA_OP_GATHER:
-        return true;
-    default:
-        return false;
-    }
+    return (unsigned)op < MICA_OP_COUNT && op_decl[op].category == MICA_OP_CATEGORY_MOVEMENT &&
+           op != MICA_OP_RASTER;
+}
+
+const char *mica_node_name(const mica_node_t *n)
+{
+    assert((unsigned)n->op < MICA_OP_COUNT && op_decl[n->op].category == MICA_OP_CATEGORY_BOUNDARY);
+    return n->attrs[0].s;
 }
 
 int32_t mica_op_attr_index(mica_op_t op, const char *name)

@@ -195,7 +195,7 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
             return BAD("rope input must be float [T, H, D]");
         if (in[1].dtype != MICA_DTYPE_I32 || in[1].rank != 1 || in[1].shape[0] != in[0].shape[0])
             return BAD("rope positions must be i32 [%lld]", (long long)in[0].shape[0]);
-        int64_t mode = n->attrs[0].i, dims = n->attrs[1].i;
+        int64_t mode = mica_attr_rope_mode(n), dims = mica_attr_rope_dims(n);
         if (mode != 0 && mode != 2)
             return BAD("rope mode must be 0 (pairs) or 2 (neox), got %lld", (long long)mode);
         if (dims < 2 || dims % 2 || dims > in[0].shape[2])
@@ -278,8 +278,8 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
                        (long long)mica_type_numel(&t));
         break;
     case MICA_OP_TRANSPOSE: {
-        int32_t np;
-        const int64_t *perm = mica_node_attr_ints(n, "perm", &np);
+        const int64_t *perm = mica_attr_transpose_perm(n)->v;
+        int32_t np = mica_attr_transpose_perm(n)->n;
         if (np != in[0].rank)
             return BAD("transpose perm has %d entries for rank %d", np, in[0].rank);
         bool seen[MICA_MAX_RANK] = {0};
@@ -293,10 +293,10 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
         break;
     }
     case MICA_OP_SLICE: {
-        int32_t ns, ne, nt;
-        const int64_t *st = mica_node_attr_ints(n, "starts", &ns);
-        const int64_t *en = mica_node_attr_ints(n, "ends", &ne);
-        const int64_t *sp = mica_node_attr_ints(n, "steps", &nt);
+        int32_t ns = mica_attr_slice_starts(n)->n, ne = mica_attr_slice_ends(n)->n;
+        int32_t nt = mica_attr_slice_steps(n)->n;
+        const int64_t *st = mica_attr_slice_starts(n)->v, *en = mica_attr_slice_ends(n)->v;
+        const int64_t *sp = mica_attr_slice_steps(n)->v;
         if (ns != in[0].rank || ne != in[0].rank || nt != in[0].rank)
             return BAD("slice needs %d starts, ends and steps", in[0].rank);
         t = in[0];
@@ -310,7 +310,7 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
         break;
     }
     case MICA_OP_CONCAT: {
-        int64_t axis = n->attrs[0].i;
+        int64_t axis = mica_attr_concat_axis(n);
         t = in[0];
         if (axis < 0 || axis >= t.rank)
             return BAD("concat axis %lld out of range for rank %d", (long long)axis, t.rank);
@@ -339,7 +339,7 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
         }
         break;
     case MICA_OP_GATHER: {
-        int64_t axis = n->attrs[0].i;
+        int64_t axis = mica_attr_gather_axis(n);
         if (in[1].dtype != MICA_DTYPE_I32)
             return BAD("gather ids must be i32");
         if (axis < 0 || axis >= in[0].rank)

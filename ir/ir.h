@@ -110,7 +110,7 @@ typedef struct mica_region {
 /* Ops                                                                       */
 
 typedef enum mica_op {
-#define MICA_OP(ID, name, nin, attrs, strided, summary) MICA_OP_##ID,
+#define MICA_OP(ID, name, cat, nin, attrs, strided, summary) MICA_OP_##ID,
 #include "ops.def"
 #undef MICA_OP
     MICA_OP_COUNT
@@ -124,9 +124,18 @@ typedef enum mica_attr_kind {
     MICA_ATTR_REGIONS = 'R',
 } mica_attr_kind_t;
 
+/* What an op is for (ops.def's category column). */
+typedef enum mica_op_category {
+    MICA_OP_CATEGORY_BOUNDARY = 0, /* graph interface: input, weight, output, state */
+    MICA_OP_CATEGORY_COMPUTE = 1,  /* computes a new value from its operands */
+    MICA_OP_CATEGORY_STATE = 2,    /* reads or writes a persistent tensor in place */
+    MICA_OP_CATEGORY_MOVEMENT = 3, /* data movement (raster after the geometry pass) */
+} mica_op_category_t;
+
 /* Static facts about one op, from ops.def. */
 typedef struct mica_op_info {
     const char *name;
+    mica_op_category_t category;
     int32_t n_inputs; /* -1 = one or more */
     int32_t n_attrs;
     const char *attr_names[MICA_MAX_ATTRS];
@@ -211,14 +220,22 @@ void mica_graph_release(mica_graph_t *g);
  * quietly, so a chain of builder calls can be checked once at the end. */
 int32_t mica_graph_append(mica_graph_t *g, const mica_node_t *n, bool infer);
 
-/* Index of attribute `name` in op's spec, or -1. */
+/* Index of attribute `name` in op's spec, or -1 (for the text parser;
+ * code addresses attributes through op_attrs.h, below). */
 int32_t mica_op_attr_index(mica_op_t op, const char *name);
 /* Attribute accessors by name; abort() if the op has no such attribute
- * (a programming error, not bad input). */
+ * (a programming error, not bad input). Slow: for tests and tools only. */
 int64_t mica_node_attr_i(const mica_node_t *n, const char *name);
 double mica_node_attr_f(const mica_node_t *n, const char *name);
 const char *mica_node_attr_s(const mica_node_t *n, const char *name);
 const int64_t *mica_node_attr_ints(const mica_node_t *n, const char *name, int32_t *out_count);
+
+/* The NAME attribute of a boundary node (input, weight, output, state). */
+const char *mica_node_name(const mica_node_t *n);
+
+/* Attribute indices MICA_ATTR_<OP>_<NAME> and typed accessors
+ * mica_attr_<op>_<name>(n), generated from ops.def by codegen/gen_ops.py. */
+#include "op_attrs.h"
 
 /* Node by id, or NULL when out of range. */
 mica_node_t *mica_graph_node(const mica_graph_t *g, int32_t id);

@@ -694,3 +694,27 @@ Test(ir_dot, structure_and_graphviz)
     free(again);
     mica_graph_release(g);
 }
+
+/* The category column of ops.def: boundary ops are the graph interface and
+ * carry a name; the movement ops are what the geometry pass lowers. */
+Test(ir_text, op_categories)
+{
+    const mica_op_t boundary[] = {MICA_OP_INPUT, MICA_OP_WEIGHT, MICA_OP_OUTPUT, MICA_OP_STATE};
+    const mica_op_t movement[] = {MICA_OP_RESHAPE, MICA_OP_TRANSPOSE, MICA_OP_SLICE,
+                                  MICA_OP_CONCAT, MICA_OP_BROADCAST, MICA_OP_GATHER};
+    for (int op = 0; op < MICA_OP_COUNT; op++) {
+        const mica_op_info_t *info = mica_op_info((mica_op_t)op);
+        bool is_boundary = false, is_movement = false;
+        for (size_t k = 0; k < sizeof boundary / sizeof boundary[0]; k++)
+            is_boundary |= boundary[k] == (mica_op_t)op;
+        for (size_t k = 0; k < sizeof movement / sizeof movement[0]; k++)
+            is_movement |= movement[k] == (mica_op_t)op;
+        cr_expect_eq(info->category == MICA_OP_CATEGORY_BOUNDARY, is_boundary, "%s", info->name);
+        if (is_boundary)
+            cr_expect(info->n_attrs == 1 && !strcmp(info->attr_names[0], "name"), "%s", info->name);
+        cr_expect_eq(mica_op_is_data_movement((mica_op_t)op), is_movement, "%s", info->name);
+    }
+    cr_expect_eq(mica_op_info(MICA_OP_KV_STORE)->category, MICA_OP_CATEGORY_STATE);
+    cr_expect_eq(mica_op_info(MICA_OP_RASTER)->category, MICA_OP_CATEGORY_MOVEMENT);
+    cr_expect_eq(MICA_ATTR_ROPE_THETA, mica_op_attr_index(MICA_OP_ROPE, "theta"));
+}

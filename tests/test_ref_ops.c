@@ -831,3 +831,110 @@ Test(ref_ops, unsupported_weight_dtype)
     cr_assert(strncmp(d.msg, "%2 (matmul): ", 13) == 0, "message '%s'", d.msg);
     mica_graph_release(g);
 }
+
+/* ------------------------------------------------------------------------ */
+/* the op table and state                                                    */
+
+Test(ref_ops, every_op_has_a_kernel)
+{
+    for (int op = 0; op < MICA_OP_COUNT; op++)
+        cr_expect(mica_ref_op_supported((mica_op_t)op), "the ref backend has no kernel for %s",
+                  mica_op_info((mica_op_t)op)->name);
+}
+
+/* kv_store writes rows p0 .. p0+n-1 of each head in place and nothing else;
+ * attention_kv then matches plain loops over the cache: query t < n sees
+ * keys 0 .. p0+t of its kv head, rows t >= n are zero. */
+Test(ref_ops, kv_store_and_attention_kv_against_plain_loops)
+{
+    enum { T = 4, HQ = 4, HKV = 2, D = 8, C = 8, P0 = 3, N = 2 };
+    mica_test_rng_t rng;
+    mica_test_rng_seed(&rng, 11);
+    static float q[T * HQ * D], kn[T * HKV * D], vn[T * HKV * D];
+    static float kc[HKV * C * D], vc[HKV * C * D], kc0[HKV * C * D];
+    for (int i = 0; i < T * HQ * D; i++)
+        q[i] = mica_test_rng_float(&rng);
+    for (int i = 0; i < T * HKV * D; i++) {
+        kn[i] = mica_test_rng_float(&rng);
+        vn[i] = mica_test_rng_float(&rng);
+    }
+    for (int i = 0; i < HKV * C * D; i++) {
+        kc[i] = kc0[i] = mica_test_rng_float(&rng);
+        vc[i] = mica_test_rng_float(&rng);
+    }
+    static float vc0[HKV * C * D];
+    memcpy(vc0, vc, sizeof vc);
+
+    mica_graph_t *g = new_graph();
+    int32_t xq = mica_build_input(g, "q", TY(F32, T, HQ, D));
+    int32_t xk = mica_build_input(g, "k", TY(F32, T, HKV, D));
+    int32_t xv = mica_build_input(g, "v", TY(F32, T, HKV, D));
+    int32_t p0 = mica_build_input(g, "n_past", mica_type_make(MICA_DTYPE_I32, 0, NULL));
+    int32_t cnt = mica_build_input(g, "n_tokens", mica_type_make(MICA_DTYPE_I32, 0, NULL));
+    int32_t ks = mica_build_kv_store(g, mica_build_state(g, "kc", TY(F32, HKV, C, D)), xk, p0, cnt);
+    int32_t vs = mica_build_kv_store(g, mica_build_state(g, "vc", TY(F32, HKV, C, D)), xv, p0, cnt);
+    mica_build_output(g, "y", mica_build_attention_kv(g, xq, ks, vs, p0, cnt, 0.3));
+    cr_assert_eq(g->error.code, MICA_OK, "%s", g->error.msg);
+
+    int32_t lens[2] = {P0, N};
+    mica_ref_tensor_t in[5] = {
+        bind("q", TY(F32, T, HQ, D), q), bind("k", TY(F32, T, HKV, D), kn),
+        bind("v", TY(F32, T, HKV, D), vn),
+        bind("n_past", mica_type_make(MICA_DTYPE_I32, 0, NULL), &lens[0]),
+        bind("n_tokens", mica_type_make(MICA_DTYPE_I32, 0, NULL), &lens[1]),
+    };
+    mica_ref_tensor_t st[2] = {bind("kc", TY(F32, HKV, C, D), kc), bind("vc", TY(F32, HKV, C, D), vc)};
+    mica_ref_outputs_t *o = NULL;
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_ref_execute_stateful(g, in, 5, st, 2, &o, &d), MICA_OK, "%s", d.msg);
+
+    /* the oracle: plain loops over the expected cache contents */
+    for (int h = 0; h < HKV; h++)
+        for (int t = 0; t < N; t++)
+            for (int i = 0; i < D; i++) {
+                kc0[(h * C + P0 + t) * D + i] = kn[(t * HKV + h) * D + i];
+                vc0[(h * C + P0 + t) * D + i] = vn[(t * HKV + h) * D + i];
+            }
+    cr_assert(memcmp(kc, kc0, sizeof kc) == 0, "the key cache holds other than the stored rows");
+    cr_assert(memcmp(vc, vc0, sizeof vc) == 0, "the value cache holds other than the stored rows");
+    static float want[T * HQ * D];
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < HQ; h++) {
+            int kh = h / (HQ / HKV);
+            double sc[C], mx = -1e300, sum = 0;
+            for (int j = 0; j <= P0 + t; j++) {
+                double dot = 0;
+                for (int i = 0; i < D; i++)
+                    dot += (double)q[(t * HQ + h) * D + i] * kc0[(kh * C + j) * D + i];
+                sc[j] = 0.3 * dot;
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (int j = 0; j <= P0 + t; j++)
+                sum += (sc[j] = exp(sc[j] - mx));
+            for (int i = 0; i < D; i++) {
+                double acc = 0;
+                for (int j = 0; j <= P0 + t; j++)
+                    acc += sc[j] / sum * vc0[(kh * C + j) * D + i];
+                want[(t * HQ + h) * D + i] = (float)acc;
+            }
+        }
+    expect_f(o, "y", want, T * HQ * D, 1e-6);
+    mica_ref_outputs_release(o);
+
+    /* lengths outside the call or the cache are refused */
+    int32_t bad[][2] = {{0, 0}, {0, T + 1}, {C - 1, 2}, {-1, 1}};
+    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+        lens[0] = bad[b][0];
+        lens[1] = bad[b][1];
+        o = NULL;
+        cr_assert_eq(mica_ref_execute_stateful(g, in, 5, st, 2, &o, &d), MICA_ERR_RANGE,
+                     "p0 %d n %d", lens[0], lens[1]);
+        cr_assert_null(o);
+    }
+    /* an unbound state is an error, not a crash */
+    lens[0] = P0;
+    lens[1] = N;
+    cr_assert_eq(mica_ref_execute_stateful(g, in, 5, st, 1, &o, &d), MICA_ERR_INVALID);
+    cr_assert(strstr(d.msg, "state 'vc' is not bound"), "%s", d.msg);
+    mica_graph_release(g);
+}

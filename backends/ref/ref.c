@@ -120,7 +120,7 @@ static void slot_drop(slot_t *s)
 static mica_status_t run_input(run_t *r, const mica_node_t *n, const mica_ref_tensor_t *inputs,
                                int32_t n_inputs, mica_diag_t *d)
 {
-    const char *name = mica_node_attr_s(n, "name");
+    const char *name = mica_node_name(n);
     const mica_ref_tensor_t *b = NULL;
     for (int32_t k = 0; k < n_inputs && !b; k++)
         if (inputs[k].name && strcmp(inputs[k].name, name) == 0)
@@ -159,7 +159,7 @@ static mica_status_t run_input(run_t *r, const mica_node_t *n, const mica_ref_te
 /* A state node's value is the caller's buffer itself: kv_store writes it. */
 static mica_status_t run_state(run_t *r, const mica_node_t *n, mica_diag_t *d)
 {
-    const char *name = mica_node_attr_s(n, "name");
+    const char *name = mica_node_name(n);
     const mica_ref_tensor_t *b = NULL;
     for (int32_t k = 0; k < r->n_states && !b; k++)
         if (r->states[k].name && strcmp(r->states[k].name, name) == 0)
@@ -179,7 +179,7 @@ static mica_status_t run_state(run_t *r, const mica_node_t *n, mica_diag_t *d)
 
 static mica_status_t check_weight(const mica_node_t *n, mica_diag_t *d)
 {
-    const char *name = mica_node_attr_s(n, "name");
+    const char *name = mica_node_name(n);
     if (!n->data || n->nbytes == 0)
         return mica_diag_set(d, MICA_ERR_INVALID, "weight '%s' has no data", name);
     if (n->type.layout.kind != MICA_LAYOUT_ROW_MAJOR)
@@ -212,7 +212,7 @@ static mica_status_t weight_values(const mica_node_t *n, void **out, mica_diag_t
         mica_status_t s = mica_ref_arg_row(&a, row, (float *)v + row * len, d);
         if (s != MICA_OK) {
             free(v);
-            mica_diag_prefix(d, "weight '%s'", mica_node_attr_s(n, "name"));
+            mica_diag_prefix(d, "weight '%s'", mica_node_name(n));
             return s;
         }
     }
@@ -264,32 +264,41 @@ static mica_status_t operand_get(run_t *r, const mica_node_t *n, int32_t k, mica
 /* ------------------------------------------------------------------------ */
 /* nodes                                                                     */
 
+/* The kernel of every op the interpreter does not run itself (boundary
+ * ops), indexed by op. */
+static const mica_ref_kernel_fn ref_kernels[MICA_OP_COUNT] = {
+    [MICA_OP_EMBEDDING] = mica_ref_embedding,
+    [MICA_OP_MATMUL] = mica_ref_matmul,
+    [MICA_OP_ADD] = mica_ref_add,
+    [MICA_OP_MUL] = mica_ref_mul,
+    [MICA_OP_SCALE] = mica_ref_scale,
+    [MICA_OP_CONVERT] = mica_ref_convert,
+    [MICA_OP_RMS_NORM] = mica_ref_rms_norm,
+    [MICA_OP_ROPE] = mica_ref_rope,
+    [MICA_OP_SOFTMAX] = mica_ref_softmax,
+    [MICA_OP_SILU] = mica_ref_silu,
+    [MICA_OP_GELU] = mica_ref_gelu,
+    [MICA_OP_ATTENTION] = mica_ref_attention,
+    [MICA_OP_KV_STORE] = mica_ref_kv_store,
+    [MICA_OP_ATTENTION_KV] = mica_ref_attention_kv,
+    [MICA_OP_RESHAPE] = mica_ref_reshape,
+    [MICA_OP_TRANSPOSE] = mica_ref_transpose,
+    [MICA_OP_SLICE] = mica_ref_slice,
+    [MICA_OP_CONCAT] = mica_ref_concat,
+    [MICA_OP_BROADCAST] = mica_ref_broadcast,
+    [MICA_OP_GATHER] = mica_ref_gather,
+    [MICA_OP_RASTER] = mica_ref_raster,
+};
+
 static mica_ref_kernel_fn kernel_for(mica_op_t op)
 {
-    switch (op) {
-    case MICA_OP_EMBEDDING: return mica_ref_embedding;
-    case MICA_OP_MATMUL: return mica_ref_matmul;
-    case MICA_OP_ADD: return mica_ref_add;
-    case MICA_OP_MUL: return mica_ref_mul;
-    case MICA_OP_SCALE: return mica_ref_scale;
-    case MICA_OP_CONVERT: return mica_ref_convert;
-    case MICA_OP_RMS_NORM: return mica_ref_rms_norm;
-    case MICA_OP_ROPE: return mica_ref_rope;
-    case MICA_OP_SOFTMAX: return mica_ref_softmax;
-    case MICA_OP_SILU: return mica_ref_silu;
-    case MICA_OP_GELU: return mica_ref_gelu;
-    case MICA_OP_ATTENTION: return mica_ref_attention;
-    case MICA_OP_KV_STORE: return mica_ref_kv_store;
-    case MICA_OP_ATTENTION_KV: return mica_ref_attention_kv;
-    case MICA_OP_RESHAPE: return mica_ref_reshape;
-    case MICA_OP_TRANSPOSE: return mica_ref_transpose;
-    case MICA_OP_SLICE: return mica_ref_slice;
-    case MICA_OP_CONCAT: return mica_ref_concat;
-    case MICA_OP_BROADCAST: return mica_ref_broadcast;
-    case MICA_OP_GATHER: return mica_ref_gather;
-    case MICA_OP_RASTER: return mica_ref_raster;
-    default: return NULL;
-    }
+    return (unsigned)op < MICA_OP_COUNT ? ref_kernels[op] : NULL;
+}
+
+bool mica_ref_op_supported(mica_op_t op)
+{
+    const mica_op_info_t *info = mica_op_info(op);
+    return info && (info->category == MICA_OP_CATEGORY_BOUNDARY || kernel_for(op) != NULL);
 }
 
 /* Runs a node that computes a value from its operands (every op but input,
@@ -352,7 +361,7 @@ static mica_status_t run_output(run_t *r, const mica_node_t *n, mica_diag_t *d)
     void *scratch = NULL;
     MICA_TRY(operand_get(r, n, 0, &arg, &scratch, d));
     int64_t count = mica_type_numel(&n->type);
-    const char *name = mica_node_attr_s(n, "name");
+    const char *name = mica_node_name(n);
     mica_ref_tensor_t *t = &r->outs->tensors[r->outs->count];
     void *data = alloc_elems(count, d);
     char *copy = malloc(strlen(name) + 1);

@@ -9,6 +9,7 @@
 #ifndef MICA_REF_H
 #define MICA_REF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ir.h"
@@ -22,6 +23,10 @@ typedef struct mica_ref_tensor {
 } mica_ref_tensor_t;
 
 typedef struct mica_ref_outputs mica_ref_outputs_t;
+
+/* True if the backend runs op: boundary ops by the interpreter itself,
+ * every other op through its entry in the kernel table. */
+bool mica_ref_op_supported(mica_op_t op);
 
 /* Runs g. Every input node must be bound by name in `inputs` (types must
  * match; the data is only read during the call). On success *out_outputs

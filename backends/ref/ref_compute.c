@@ -139,7 +139,7 @@ mica_status_t mica_ref_mul(const mica_node_t *n, const mica_ref_arg_t *args, voi
 mica_status_t mica_ref_scale(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                              mica_diag_t *d)
 {
-    double s = mica_node_attr_f(n, "s");
+    double s = mica_attr_scale_s(n);
     int64_t count = mica_type_numel(&n->type);
     float *out = y;
     for (int64_t i = 0; i < count; i++)
@@ -185,7 +185,7 @@ mica_status_t mica_ref_gelu(const mica_node_t *n, const mica_ref_arg_t *args, vo
 mica_status_t mica_ref_rms_norm(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                 mica_diag_t *d)
 {
-    double eps = mica_node_attr_f(n, "eps");
+    double eps = mica_attr_rms_norm_eps(n);
     int64_t dim = last_dim(&args[0].type), rows = row_count(&args[0].type);
     const float *w = args[1].f; /* [D] */
     float *out = y;             /* [rows, D] */
@@ -227,8 +227,8 @@ mica_status_t mica_ref_softmax(const mica_node_t *n, const mica_ref_arg_t *args,
 mica_status_t mica_ref_rope(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                             mica_diag_t *d)
 {
-    int64_t mode = mica_node_attr_i(n, "mode"), dims = mica_node_attr_i(n, "dims");
-    double theta = mica_node_attr_f(n, "theta"), scale = mica_node_attr_f(n, "scale");
+    int64_t mode = mica_attr_rope_mode(n), dims = mica_attr_rope_dims(n);
+    double theta = mica_attr_rope_theta(n), scale = mica_attr_rope_scale(n);
     const mica_type_t *t = &args[0].type; /* x [T, H, D] */
     int64_t n_tok = t->shape[0], n_head = t->shape[1], hd = t->shape[2], half = dims / 2;
     const int32_t *pos = args[1].i; /* [T] */
@@ -301,7 +301,7 @@ static mica_status_t attend_scratch(int64_t n_keys, int64_t hd, double **p, doub
 mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                  mica_diag_t *d)
 {
-    double scale = mica_node_attr_f(n, "scale");
+    double scale = mica_attr_attention_scale(n);
     const float *q = args[0].f, *k = args[1].f, *v = args[2].f;
     int64_t n_q = args[0].type.shape[0], hq = args[0].type.shape[1], hd = args[0].type.shape[2];
     int64_t n_kv = args[1].type.shape[0], hkv = args[1].type.shape[1];
@@ -368,7 +368,7 @@ mica_status_t mica_ref_kv_store(const mica_node_t *n, const mica_ref_arg_t *args
 mica_status_t mica_ref_attention_kv(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                     mica_diag_t *d)
 {
-    double scale = mica_node_attr_f(n, "scale");
+    double scale = mica_attr_attention_kv_scale(n);
     const float *q = args[0].f, *k = args[1].f, *v = args[2].f;
     int64_t n_q = args[0].type.shape[0], hq = args[0].type.shape[1], hd = args[0].type.shape[2];
     int64_t hkv = args[1].type.shape[0], cap = args[1].type.shape[1];

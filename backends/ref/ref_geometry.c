@@ -60,7 +60,7 @@ mica_status_t mica_ref_transpose(const mica_node_t *n, const mica_ref_arg_t *arg
                                  mica_diag_t *d)
 {
     const mica_type_t *tx = &args[0].type;
-    const int64_t *perm = mica_node_attr_ints(n, "perm", NULL); /* y dim k is x dim perm[k] */
+    const int64_t *perm = mica_attr_transpose_perm(n)->v; /* y dim k is x dim perm[k] */
     int64_t xs[MICA_MAX_RANK];
     mica_type_strides(tx, xs);
     mica_view_t v = {0};
@@ -73,8 +73,8 @@ mica_status_t mica_ref_transpose(const mica_node_t *n, const mica_ref_arg_t *arg
 mica_status_t mica_ref_slice(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                              mica_diag_t *d)
 {
-    const int64_t *starts = mica_node_attr_ints(n, "starts", NULL);
-    const int64_t *steps = mica_node_attr_ints(n, "steps", NULL);
+    const int64_t *starts = mica_attr_slice_starts(n)->v;
+    const int64_t *steps = mica_attr_slice_steps(n)->v;
     int64_t xs[MICA_MAX_RANK];
     mica_type_strides(&args[0].type, xs);
     mica_view_t v = {0};
@@ -89,7 +89,7 @@ mica_status_t mica_ref_slice(const mica_node_t *n, const mica_ref_arg_t *args, v
 mica_status_t mica_ref_concat(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                               mica_diag_t *d)
 {
-    int64_t axis = mica_node_attr_i(n, "axis");
+    int64_t axis = mica_attr_concat_axis(n);
     int64_t ys[MICA_MAX_RANK];
     mica_type_strides(&n->type, ys);
     int64_t base = 0; /* where operand k starts along axis */
@@ -127,7 +127,7 @@ mica_status_t mica_ref_broadcast(const mica_node_t *n, const mica_ref_arg_t *arg
 mica_status_t mica_ref_gather(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                               mica_diag_t *d)
 {
-    int64_t axis = mica_node_attr_i(n, "axis");
+    int64_t axis = mica_attr_gather_axis(n);
     const mica_type_t *tx = &args[0].type;
     const int32_t *ids = args[1].i; /* flat */
     int64_t n_ids = mica_type_numel(&args[1].type);

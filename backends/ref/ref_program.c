@@ -31,7 +31,7 @@ static mica_status_t check_states(const mica_ref_program_t *r, const mica_graph_
         const mica_node_t *n = g->nodes[i];
         if (n->op != MICA_OP_STATE)
             continue;
-        const char *name = mica_node_attr_s(n, "name");
+        const char *name = mica_node_name(n);
         const mica_ref_tensor_t *s = find_state(r, name);
         if (!s || !mica_type_equal(&s->type, &n->type))
             return mica_diag_set(d, MICA_ERR_INVALID,
@@ -62,7 +62,7 @@ mica_status_t mica_ref_program_create(const mica_program_t *p, mica_ref_program_
         if (n->op != MICA_OP_STATE)
             continue;
         mica_ref_tensor_t *t = &r->states[r->n_states];
-        t->name = mica_node_attr_s(n, "name");
+        t->name = mica_node_name(n);
         t->type = n->type;
         int64_t numel = mica_type_numel(&n->type);
         t->data = calloc((size_t)numel, 4);
