@@ -228,6 +228,8 @@ def validate(doc):
             check_num(g, "peak_gops", 0.0, 1e8, gw, lo_open=True)
         out["gpu"] = g
         targets.append(out)
+    host = [t for t in targets if t["name"] == "host"]
+    need(host and host[0]["detect"], "targets", "a target 'host' with \"detect\": true is required")
     return doc["features"], doc["tiles"], tiles, targets
 
 

@@ -374,8 +374,10 @@ mica_status_t mica_target_check_cpu(const mica_target_t *t, mica_diag_t *d)
 
 /* ---- load balancing ---------------------------------------------------- */
 
-#define SPLIT_MAX_UNITS (INT64_C(1) << 40)
-#define SPLIT_WEIGHT_ONE (INT64_C(1) << 20) /* weight of the fastest core */
+/* units * weight stays below 2^60; a float capacity in [0.5, 1] is exact
+ * at weight 2^24 (24-bit mantissa). */
+#define SPLIT_MAX_UNITS (INT64_C(1) << 36)
+#define SPLIT_WEIGHT_ONE (INT64_C(1) << 24) /* weight of the fastest core */
 
 mica_status_t mica_target_split(const mica_target_t *t, int64_t n_items, int64_t granule,
                                 int32_t max_parts, int64_t *out_counts, int32_t *out_n_parts,
@@ -400,21 +402,22 @@ mica_status_t mica_target_split(const mica_target_t *t, int64_t n_items, int64_t
     }
     int64_t units = n_items / granule + (n_items % granule != 0);
     if (units > SPLIT_MAX_UNITS)
-        return mica_diag_set(d, MICA_ERR_RANGE, "split of %lld units: more than 2^40",
+        return mica_diag_set(d, MICA_ERR_RANGE, "split of %lld units: more than 2^36",
                              (long long)units);
 
-    /* One integer weight per core, the fastest 2^20, so every share is an
-     * exact integer ratio: quota = units * w / W (at most 2^60). The cores
-     * of a cluster share a weight; active[c] of them take part. */
+    /* One integer weight per core, the fastest 2^24, so every share is an
+     * exact integer ratio: quota = units * w / W. The cores of a cluster
+     * share a weight; active[c] of them take part. */
     int64_t weight[MICA_TARGET_MAX_CLUSTERS], rem[MICA_TARGET_MAX_CLUSTERS];
-    int32_t active[MICA_TARGET_MAX_CLUSTERS], topped[MICA_TARGET_MAX_CLUSTERS];
+    int32_t active[MICA_TARGET_MAX_CLUSTERS];
+    bool done[MICA_TARGET_MAX_CLUSTERS];
     int32_t n = 0;
     int64_t total_weight = 0;
     for (int c = 0; c < t->n_clusters; c++) {
         int64_t w = llround((double)t->clusters[c].capacity / fastest * (double)SPLIT_WEIGHT_ONE);
         weight[c] = w < 1 ? 1 : w;
         active[c] = t->clusters[c].count < max_parts - n ? t->clusters[c].count : max_parts - n;
-        topped[c] = 0;
+        done[c] = false;
         n += active[c];
         total_weight += weight[c] * active[c];
     }
@@ -431,26 +434,35 @@ mica_status_t mica_target_split(const mica_target_t *t, int64_t n_items, int64_t
             out_counts[p++] = q;
         left -= q * active[c];
     }
-    for (; left > 0; left--) {
+    while (left > 0) { /* a cluster at a time: its cores tie, the first wins */
         int best = -1;
         for (int c = 0; c < t->n_clusters; c++)
-            if (topped[c] < active[c] && (best < 0 || rem[c] > rem[best]))
+            if (!done[c] && active[c] > 0 && (best < 0 || rem[c] > rem[best]))
                 best = c;
-        int32_t first = 0;
+        int32_t first = 0, give = active[best] < left ? active[best] : (int32_t)left;
         for (int c = 0; c < best; c++)
             first += active[c];
-        out_counts[first + topped[best]++]++;
+        for (int32_t k = 0; k < give; k++)
+            out_counts[first + k]++;
+        done[best] = true;
+        left -= give;
     }
 
-    /* units -> items; the short last unit belongs to the last non-empty part */
+    /* units -> items; the last non-empty part takes what is left, which
+     * includes the short last unit (and cannot overflow). */
     int32_t last = -1;
-    for (int32_t p = 0; p < n; p++) {
+    for (int32_t p = 0; p < n; p++)
         if (out_counts[p])
             last = p;
+    int64_t rest = n_items;
+    for (int32_t p = 0; p < n; p++) {
+        if (p == last)
+            continue;
         out_counts[p] *= granule;
+        rest -= out_counts[p];
     }
     if (last >= 0)
-        out_counts[last] -= units * granule - n_items;
+        out_counts[last] = rest;
     *out_n_parts = n;
     return MICA_OK;
 }

@@ -156,7 +156,8 @@ int32_t mica_target_core_count(const mica_target_t *t);
  * one unit of its exact share; cores may get 0. out_counts holds
  * max_parts entries; *out_n_parts receives the number used. Fails with
  * MICA_ERR_INVALID for n_items < 0, granule < 1, max_parts < 1 or a target
- * without cores, MICA_ERR_RANGE when n_items / granule exceeds 2^40. */
+ * without cores, MICA_ERR_RANGE when n_items / granule exceeds 2^36. Capacities are
+ * rounded to 24 bits relative to the fastest core (exact for 0.5 to 1). */
 mica_status_t mica_target_split(const mica_target_t *t, int64_t n_items, int64_t granule,
                                 int32_t max_parts, int64_t *out_counts, int32_t *out_n_parts,
                                 mica_diag_t *d);
