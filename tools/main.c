@@ -17,6 +17,7 @@ static const struct {
     {"chat", mica_cmd_chat, "chat with a model, one message per line"},
     {"tokenize", mica_cmd_tokenize, "print the token ids of a text"},
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
+    {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
 };
 
 static void usage(FILE *f)
