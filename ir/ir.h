@@ -186,6 +186,17 @@ typedef struct mica_node {
     mica_region_t *regions; /* arena */
     const void *data;       /* weight only: bytes in the model file, not owned */
     uint64_t nbytes;        /* weight only: size of data (0 when not bound) */
+    /* Annotations that survive passes. origin is the id, at import, of the
+     * node this one derives from (== id at import; a rewrite keeps it when
+     * it copies or replaces a node, and nodes a pass makes take the origin
+     * of the node they replace), so a later pass or a person can tie a node
+     * back to the model. flags and note are what a pass decided about the
+     * node, for later passes and the dump: flags a bit set (bits are
+     * assigned by the passes that set them; 0 = none), note a short text
+     * such as "fused: rms_norm" (arena string, or NULL). */
+    int32_t origin;
+    uint32_t flags;
+    const char *note;
 } mica_node_t;
 
 typedef struct mica_arena mica_arena_t;
@@ -212,7 +223,9 @@ mica_status_t mica_graph_create(mica_graph_t **out_graph);
 void mica_graph_release(mica_graph_t *g);
 
 /* Appends a copy of *n (id ignored) and returns its id, or -1 on error.
- * Operands, strings, lists and regions are copied into g's arena. If
+ * Operands, strings, lists, regions and the note are copied into g's
+ * arena; flags are kept and origin is set to the new id (an appended node
+ * is its own origin; the parser and ir/rewrite.h set it afterwards). If
  * infer is true the output type is computed from the operands and
  * attributes (n->type is ignored); otherwise n->type is kept as given.
  * Any error (bad operand id, shape mismatch, ...) is recorded in g->error
@@ -295,6 +308,9 @@ mica_status_t mica_graph_verify(const mica_graph_t *g, mica_diag_t *d);
 
 /* Writes the graph as text: a header line, then one node per line,
  *   %N = opname(%a, %b) {attr=value, ...} : dtype[d0,d1]
+ * followed by " !{origin=O, flags=0xF, note="..."}" with only the
+ * annotations that differ from the defaults (origin == N, no flags, no
+ * note), and nothing when none does.
  * The output parses back (mica_graph_parse) to a graph that prints the same
  * bytes. Returns a malloc'd NUL-terminated string (caller frees) or NULL. */
 char *mica_graph_print(const mica_graph_t *g);
@@ -307,7 +323,8 @@ mica_status_t mica_graph_parse(const char *text, size_t len, mica_graph_t **out_
 /* Graphviz DOT of the graph; malloc'd string (caller frees) or NULL. */
 char *mica_graph_dot(const mica_graph_t *g);
 
-/* Removes nodes no output depends on and renumbers the rest (order kept).
+/* Removes nodes no output depends on and renumbers the rest (order kept;
+ * inputs and outputs always stay; origins, flags and notes are kept).
  * Replaces *g with the new graph (the old one is released). */
 mica_status_t mica_graph_prune(mica_graph_t **g, mica_diag_t *d);
 

@@ -8,8 +8,8 @@
  * layout, the stored type equal to mica_node_infer_type's (which also
  * checks views and regions against their tensors), and for rasters of at
  * most VERIFY_BITMAP_MAX output elements, that no element is written
- * twice. Then for the graph: input names are distinct, and so are output
- * names.
+ * twice; the origin annotation is not negative. Then for the graph: input
+ * names are distinct, and so are output names.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -180,6 +180,8 @@ static mica_status_t verify_node(const mica_graph_t *g, int32_t i, uint8_t **bit
             break;
         }
     }
+    if (n->origin < 0)
+        return BAD("%%%d (%s): origin %d is negative", i, op, n->origin);
     if (n->op != MICA_OP_RASTER && n->n_regions != 0)
         return BAD("%%%d (%s): carries regions but is not a raster", i, op);
     MICA_TRY(check_stored_type(i, op, &n->type, d));
