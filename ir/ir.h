@@ -175,6 +175,33 @@ typedef struct mica_operand {
     mica_view_t view;
 } mica_operand_t;
 
+#define MICA_MAX_PARTS 16 /* cores one op is split across */
+
+/* How an op's work is split across cores (the schedule pass). */
+typedef enum mica_split_axis {
+    MICA_SPLIT_NONE = 0, /* not split: one core runs it */
+    MICA_SPLIT_ROWS = 1, /* along the sequence (rows of the output) */
+    MICA_SPLIT_COLS = 2, /* along output channels (the last dim) */
+} mica_split_axis_t;
+
+/* What the memplan and schedule passes decided for one node; printed and
+ * parsed as annotations (see ir/print.c). All zero when not decided. */
+typedef struct mica_node_sched {
+    bool has_mem;        /* memplan gave the value arena memory */
+    int64_t mem_offset;  /* bytes from the arena start, MICA_MEMPLAN_ALIGN-aligned */
+    mica_split_axis_t split_axis;
+    int32_t n_parts;               /* 0 when not scheduled */
+    int64_t parts[MICA_MAX_PARTS]; /* items (rows or channels) per core, in the
+                                      target's core order, summing to the axis size */
+    bool has_cost;
+    int64_t bytes_read;    /* operands and weights, bytes */
+    int64_t bytes_written; /* the result, bytes */
+    int64_t int_ops;       /* integer multiply-adds counted as 2 ops */
+    int64_t float_ops;     /* float operations */
+    int64_t time_ns;       /* roofline time on the target: max(bytes / bandwidth,
+                              ops / peak) of the slowest part, nanoseconds */
+} mica_node_sched_t;
+
 typedef struct mica_node {
     int32_t id; /* == its index in the graph */
     mica_op_t op;
@@ -197,6 +224,7 @@ typedef struct mica_node {
     int32_t origin;
     uint32_t flags;
     const char *note;
+    mica_node_sched_t sched; /* memplan and schedule decisions (zero: none) */
 } mica_node_t;
 
 typedef struct mica_arena mica_arena_t;

@@ -611,32 +611,73 @@ static mica_status_t read_annotations(parser_t *p, mica_node_t *n, int64_t *out_
     if (peek(p) != '{')
         return expected(p, "'{' after '!'");
     p->pos++;
-    bool seen[3] = {false, false, false};
-    static const char *const keys[3] = {"origin", "flags", "note"};
+    enum { ORIGIN, FLAGS, NOTE, MEM, SPLIT, COST, NS, N_KEYS };
+    static const char *const keys[N_KEYS] = {"origin", "flags", "note", "mem", "split", "cost", "ns"};
+    bool seen[N_KEYS] = {false};
+    mica_node_sched_t *sc = &n->sched;
     for (bool more = !list_empty(p, '}'); more;) {
         skip_ws(p);
         size_t at = p->pos, len = 0, key_at = 0;
-        MICA_TRY(read_ident(p, "an annotation (origin, flags or note)", &key_at, &len));
+        MICA_TRY(read_ident(p, "an annotation (origin, flags, note, mem, split, cost or ns)",
+                            &key_at, &len));
         int k = 0;
-        while (k < 3 && !(strlen(keys[k]) == len && memcmp(p->s + key_at, keys[k], len) == 0))
+        while (k < N_KEYS && !(strlen(keys[k]) == len && memcmp(p->s + key_at, keys[k], len) == 0))
             k++;
-        if (k == 3)
-            return PERR(p, at, "unknown annotation '%.*s' (origin, flags or note)",
-                        (int)(len > 32 ? 32 : len), p->s + key_at);
+        if (k == N_KEYS)
+            return PERR(p, at, "unknown annotation '%.*s' (origin, flags, note, mem, split, cost "
+                        "or ns)", (int)(len > 32 ? 32 : len), p->s + key_at);
         if (seen[k])
             return PERR(p, at, "annotation %s given twice", keys[k]);
         seen[k] = true;
         MICA_TRY(expect_char(p, '=', "'='"));
-        if (k == 0) {
+        if (k == ORIGIN) {
             MICA_TRY(read_int_in(p, 0, INT32_MAX, "origin", out_origin));
-        } else if (k == 1) {
+        } else if (k == FLAGS) {
             MICA_TRY(read_hex32(p, &n->flags));
-        } else {
+        } else if (k == NOTE) {
             MICA_TRY(read_string(p, &p->note));
             n->note = p->note.p;
+        } else if (k == MEM) {
+            MICA_TRY(read_int_in(p, 0, INT64_MAX, "mem offset", &sc->mem_offset));
+            sc->has_mem = true;
+        } else if (k == SPLIT) {
+            static const char *const axes[3] = {"none", "rows", "cols"};
+            skip_ws(p);
+            size_t ax_at = p->pos, ax_len = 0, ax_key = 0;
+            MICA_TRY(read_ident(p, "a split axis (none, rows or cols)", &ax_key, &ax_len));
+            int a = 0;
+            while (a < 3 && !(strlen(axes[a]) == ax_len && memcmp(p->s + ax_key, axes[a], ax_len) == 0))
+                a++;
+            if (a == 3)
+                return PERR(p, ax_at, "unknown split axis (none, rows or cols)");
+            sc->split_axis = (mica_split_axis_t)a;
+            MICA_TRY(expect_char(p, '[', "'[' before the parts"));
+            sc->n_parts = 0;
+            for (bool more_parts = !list_empty(p, ']'); more_parts;) {
+                if (sc->n_parts == MICA_MAX_PARTS)
+                    return PERR(p, p->pos, "more than %d parts", MICA_MAX_PARTS);
+                MICA_TRY(read_int_in(p, 0, INT64_MAX, "part", &sc->parts[sc->n_parts++]));
+                MICA_TRY(list_next(p, ']', &more_parts));
+            }
+            if (sc->n_parts == 0)
+                return PERR(p, ax_at, "a split needs at least one part");
+        } else if (k == COST) {
+            int64_t *dst[4] = {&sc->bytes_read, &sc->bytes_written, &sc->int_ops, &sc->float_ops};
+            MICA_TRY(expect_char(p, '[', "'[' before the cost"));
+            for (int c = 0; c < 4; c++) {
+                MICA_TRY(read_int_in(p, 0, INT64_MAX, "cost", dst[c]));
+                if (c < 3)
+                    MICA_TRY(expect_char(p, ',', "',' (cost is [read, write, iops, flops])"));
+            }
+            MICA_TRY(expect_char(p, ']', "']' after the four costs"));
+            sc->has_cost = true;
+        } else {
+            MICA_TRY(read_int_in(p, 0, INT64_MAX, "ns", &sc->time_ns));
         }
         MICA_TRY(list_next(p, '}', &more));
     }
+    if (seen[COST] != seen[NS])
+        return PERR(p, p->pos, "cost and ns come together");
     return MICA_OK;
 }
 

@@ -22,6 +22,13 @@
  *   annot    = "origin=" INT                   node's origin, 0..2^31-1
  *            | "flags=0x" HEX                  pass flags, 1 to 8 hex digits
  *            | "note=" STRING                  pass note
+ *            | "mem=" INT                      arena offset in bytes (memplan)
+ *            | "split=" AXIS "[" INT { "," INT } "]"
+ *                                              items per core; AXIS rows|cols|none
+ *            | "cost=[" INT "," INT "," INT "," INT "]"
+ *                                              bytes read, bytes written, integer
+ *                                              ops, float ops (schedule)
+ *            | "ns=" INT                       roofline time, nanoseconds (with cost)
  *
  * ID is the node's index (0, 1, 2, ... in order). INT is a decimal int64
  * ("-" allowed). FLOAT is printed with %.17g, so it reads back to the same
@@ -117,6 +124,23 @@ static void put_annotations(mica_sbuf_t *b, int32_t index, const mica_node_t *n)
     if (n->note) {
         mica_sb_printf(b, "%snote=", sep);
         mica_text_put_string(b, n->note);
+        sep = ", ";
+    }
+    const mica_node_sched_t *sc = &n->sched;
+    if (sc->has_mem) {
+        mica_sb_printf(b, "%smem=%lld", sep, (long long)sc->mem_offset);
+        sep = ", ";
+    }
+    if (sc->n_parts > 0) {
+        static const char *const axes[3] = {"none", "rows", "cols"};
+        mica_sb_printf(b, "%ssplit=%s", sep, axes[sc->split_axis]);
+        mica_text_put_dims(b, sc->n_parts, sc->parts);
+        sep = ", ";
+    }
+    if (sc->has_cost) {
+        mica_sb_printf(b, "%scost=[%lld,%lld,%lld,%lld], ns=%lld", sep,
+                       (long long)sc->bytes_read, (long long)sc->bytes_written,
+                       (long long)sc->int_ops, (long long)sc->float_ops, (long long)sc->time_ns);
         sep = ", ";
     }
     if (sep[0] == ',')

@@ -33,7 +33,9 @@ static mica_status_t lifetimes(const mica_graph_t *g, mica_memplan_sizes_t sizes
     const int32_t n = g->n_nodes;
     for (int32_t i = 0; i < n; i++) {
         const mica_node_t *nd = g->nodes[i];
-        first[i] = last[i] = i;
+        /* inputs are written by the runtime before the graph runs */
+        first[i] = nd->op == MICA_OP_INPUT ? 0 : i;
+        last[i] = i;
         size[i] = 0;
         if (needs_arena(nd)) {
             int64_t b = value_bytes(&nd->type, sizes);
@@ -211,4 +213,32 @@ mica_status_t mica_memplan_check(const mica_graph_t *g, mica_memplan_sizes_t siz
     free(mine.first);
     free(mine.last);
     return s;
+}
+
+mica_status_t mica_pass_memplan_run(mica_pass_ctx_t *ctx, mica_graph_t **g)
+{
+    mica_memplan_t *plan = NULL;
+    MICA_TRY(mica_memplan_compute(*g, MICA_MEMPLAN_DEVICE, &plan, ctx->diag));
+    mica_status_t s = mica_memplan_check(*g, MICA_MEMPLAN_DEVICE, plan, ctx->diag);
+    for (int32_t i = 0; s == MICA_OK && i < (*g)->n_nodes; i++) {
+        mica_node_sched_t *sc = &(*g)->nodes[i]->sched;
+        sc->has_mem = plan->offset[i] >= 0;
+        sc->mem_offset = sc->has_mem ? plan->offset[i] : 0;
+    }
+    mica_memplan_release(plan);
+    return s;
+}
+
+int64_t mica_memplan_arena_bytes(const mica_graph_t *g)
+{
+    int64_t end = 0;
+    mica_memplan_sizes_t sizes = MICA_MEMPLAN_DEVICE;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const mica_node_t *n = g->nodes[i];
+        if (!n->sched.has_mem)
+            continue;
+        int64_t e = n->sched.mem_offset + align_up(value_bytes(&n->type, sizes));
+        end = e > end ? e : end;
+    }
+    return end;
 }

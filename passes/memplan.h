@@ -10,7 +10,8 @@
  * them.
  *
  * Lifetimes are node indices in execution (graph) order: a value is alive
- * from the node that defines it through its last reader. Placement is
+ * from the node that defines it (node 0 for inputs, which the runtime
+ * writes before the call) through its last reader. Placement is
  * greedy by size (largest first, at the lowest offset free over its whole
  * lifetime), every offset aligned to MICA_MEMPLAN_ALIGN.
  */
@@ -20,6 +21,7 @@
 #include <stdint.h>
 
 #include "ir.h"
+#include "passes.h"
 
 #define MICA_MEMPLAN_ALIGN 64 /* bytes: a cache line, and AVX-512 loads */
 
@@ -53,5 +55,13 @@ mica_status_t mica_memplan_check(const mica_graph_t *g, mica_memplan_sizes_t siz
 
 /* Frees the plan; NULL is fine. */
 void mica_memplan_release(mica_memplan_t *plan);
+
+/* The `memplan` pass: plans *g for the device, checks the plan and records
+ * each value's offset in its node (sched.has_mem, sched.mem_offset), which
+ * prints as "mem=OFFSET". The graph itself is not rewritten. */
+mica_status_t mica_pass_memplan_run(mica_pass_ctx_t *ctx, mica_graph_t **g);
+
+/* Arena bytes a graph's recorded offsets need (0 before memplan ran). */
+int64_t mica_memplan_arena_bytes(const mica_graph_t *g);
 
 #endif

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memplan.h"
 #include "passes.h"
 
 static const mica_pass_t pipeline[] = {
@@ -8,6 +9,8 @@ static const mica_pass_t pipeline[] = {
     {"geometry", mica_pass_geometry_run, "data movement lowered to raster ops with regions"},
     {"fold-regions", mica_pass_fold_regions_run,
      "raster chains composed, rasters folded into loads"},
+    {"memplan", mica_pass_memplan_run,
+     "every value that needs memory placed in one arena (mem=OFFSET), checked"},
 };
 
 int mica_pass_count(void)

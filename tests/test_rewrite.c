@@ -363,7 +363,15 @@ Test(annotations, malformed_ones_are_rejected_with_line_and_column)
     static const struct {
         const char *annot, *want;
     } bad[] = {
-        {"!{colour=1}", "2:36: unknown annotation 'colour' (origin, flags or note)"},
+        {"!{colour=1}", "2:36: unknown annotation 'colour' (origin, flags, note, mem, split, "
+                        "cost or ns)"},
+        {"!{mem=-64}", "2:40: mem offset -64 out of range [0, 9223372036854775807]"},
+        {"!{split=diag[4]}", "2:42: unknown split axis (none, rows or cols)"},
+        {"!{split=rows[]}", "2:42: a split needs at least one part"},
+        {"!{split=rows[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}", "2:79: more than 16 parts"},
+        {"!{cost=[1,2,3,4]}", "2:51: cost and ns come together"},
+        {"!{cost=[1,2,3], ns=5}", "2:47: expected ',' (cost is [read, write, iops, flops]), "
+                                  "found ']'"},
         {"!{origin=1, origin=2}", "2:46: annotation origin given twice"},
         {"!{origin=-1}", "2:43: origin -1 out of range [0, 2147483647]"},
         {"!{origin=2147483648}", "2:43: origin 2147483648 out of range [0, 2147483647]"},
@@ -386,6 +394,36 @@ Test(annotations, malformed_ones_are_rejected_with_line_and_column)
         cr_assert_null(g);
         cr_expect_str_eq(d.msg, bad[i].want, "%s", bad[i].annot);
     }
+}
+
+/* The memplan and schedule annotations print, parse back and verify. */
+Test(annotations, schedule_annotations_round_trip)
+{
+    const char *want = "# mica ir 1\n"
+                       "%0 = input() {name=\"x\"} : f32[6,4] !{mem=0, split=rows[4,2]}\n"
+                       "%1 = silu(%0) : f32[6,4] !{mem=128, split=cols[2,2], "
+                       "cost=[96,96,0,96], ns=12}\n"
+                       "%2 = output(%1) {name=\"y\"} : f32[6,4]\n";
+    mica_graph_t *h = parse_ok(want);
+    expect_text(h, want);
+    const mica_node_sched_t *sc = &h->nodes[1]->sched;
+    cr_assert(sc->has_mem && sc->mem_offset == 128 && sc->has_cost);
+    cr_assert_eq(sc->split_axis, MICA_SPLIT_COLS);
+    cr_assert(sc->n_parts == 2 && sc->parts[0] == 2 && sc->parts[1] == 2);
+    cr_assert(sc->bytes_read == 96 && sc->int_ops == 0 && sc->float_ops == 96 && sc->time_ns == 12);
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_graph_verify(h, &d), MICA_OK, "%s", d.msg);
+    h->nodes[1]->sched.parts[1] = 1; /* 3 of 4 channels */
+    cr_assert_eq(mica_graph_verify(h, &d), MICA_ERR_INVALID);
+    cr_assert_str_eq(d.msg, "%1 (silu): split parts sum to 3, the cols axis has 4");
+    h->nodes[1]->sched.parts[1] = 2;
+    h->nodes[0]->sched.split_axis = MICA_SPLIT_COLS; /* 4+2 != 4 */
+    cr_assert_eq(mica_graph_verify(h, &d), MICA_ERR_INVALID);
+    h->nodes[0]->sched.split_axis = MICA_SPLIT_ROWS;
+    h->nodes[0]->sched.mem_offset = 100;
+    cr_assert_eq(mica_graph_verify(h, &d), MICA_ERR_INVALID);
+    cr_assert_str_eq(d.msg, "%0 (input): arena offset 100 is not 64-byte aligned");
+    mica_graph_release(h);
 }
 
 Test(annotations, verifier_rejects_a_negative_origin)
@@ -434,10 +472,10 @@ Test(pass_ctx, defaults_and_the_pipeline_in_a_context)
     cr_assert_eq(mica_pipeline_run(&b, NULL, true, &d), MICA_OK, "%s", d.msg);
     char *ta = mica_graph_print(a);
     expect_text(b, ta);
-    cr_assert(strstr(ta, "silu(%0 view [3,2] 0+[1,3]) : f32[3,2] !{origin=2}"), "%s", ta);
+    cr_assert(strstr(ta, "silu(%0 view [3,2] 0+[1,3]) : f32[3,2] !{origin=2, mem=64}"), "%s", ta);
     free(ta);
     cr_assert_eq(mica_pipeline_run_ctx(&ctx, &a, "nope", true, &d), MICA_ERR_INVALID);
-    cr_assert_str_eq(d.msg, "unknown pass 'nope' (passes: import, geometry, fold-regions)");
+    cr_assert_str_eq(d.msg, "unknown pass 'nope' (passes: import, geometry, fold-regions, memplan)");
     mica_graph_release(a);
     mica_graph_release(b);
     mica_pass_ctx_deinit(&ctx);
