@@ -231,6 +231,21 @@ mica_status_t mica_gguf_writer_add_str(mica_gguf_writer_t *w, const char *key, c
     return kv_done(w, buf_str(&w->kv, v, strlen(v)), d);
 }
 
+mica_status_t mica_gguf_writer_add_kv(mica_gguf_writer_t *w, const mica_gguf_kv_t *kv,
+                                      mica_diag_t *d)
+{
+    if (!kv || !kv->key.ptr || kv->key.len == 0 || kv->key.len > MAX_KEY)
+        return mica_diag_set(d, MICA_ERR_INVALID, "gguf writer: a copied value without a key");
+    char key[MAX_KEY + 1];
+    memcpy(key, kv->key.ptr, kv->key.len);
+    key[kv->key.len] = 0;
+    MICA_TRY(kv_begin(w, key, kv->type, d));
+    bool ok = true;
+    if (kv->type == MICA_GGUF_ARRAY)
+        ok = buf_u32(&w->kv, (uint32_t)kv->elem_type) && buf_u64(&w->kv, kv->count);
+    return kv_done(w, ok && buf_put(&w->kv, kv->data, (size_t)kv->nbytes), d);
+}
+
 static mica_status_t array_begin(mica_gguf_writer_t *w, const char *key, mica_gguf_type_t elem,
                                  const void *v, uint64_t n, mica_diag_t *d)
 {

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "gguf.h"
 #include "ir.h"
 
 /* Alignment of the data section and of each tensor, in bytes. */
@@ -67,6 +68,11 @@ mica_status_t mica_gguf_writer_add_i32_array(mica_gguf_writer_t *w, const char *
                                              const int32_t *v, uint64_t n, mica_diag_t *d);
 mica_status_t mica_gguf_writer_add_f32_array(mica_gguf_writer_t *w, const char *key,
                                              const float *v, uint64_t n, mica_diag_t *d);
+
+/* A copy of a value read from another GGUF (its key, type and encoded
+ * bytes, as ir/gguf.h gives them). */
+mica_status_t mica_gguf_writer_add_kv(mica_gguf_writer_t *w, const mica_gguf_kv_t *kv,
+                                      mica_diag_t *d);
 
 /* Declares the next tensor: name (NUL-terminated, 1..63 bytes, distinct),
  * dtype, and n_dims (1..4) sizes ne[] innermost first (ne[0] = row length,

@@ -13,13 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "test_run.h"
 #include "test_support.h"
-
-typedef struct result {
-    int status;  /* exit code, or -1 if killed */
-    char *out;   /* stdout */
-    char *err;   /* stderr */
-} result_t;
 
 static char tmpdir[] = "/tmp/mica-cli-XXXXXX";
 
@@ -44,53 +39,10 @@ static const char *tmp(const char *name)
     return p;
 }
 
-/* Runs mica with the NULL-terminated arguments, stdin from /dev/null. */
-static result_t run(const char *first, ...)
-{
-    const char *argv[32] = {MICA_BINARY_DIR "/tools/mica", first};
-    int argc = 2;
-    va_list ap;
-    va_start(ap, first);
-    while (argc < 31 && (argv[argc] = va_arg(ap, const char *)) != NULL)
-        argc++;
-    va_end(ap);
-    argv[argc] = NULL;
-    const char *out_path = tmp("stdout"), *err_path = tmp("stderr");
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    result_t r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, NULL, NULL};
-    r.out = mica_test_read_file(out_path, NULL);
-    r.err = mica_test_read_file(err_path, NULL);
-    cr_assert(r.out && r.err);
-    return r;
-}
-
-static void result_free(result_t *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-/* stderr is exactly one line that contains `needle`. */
-static void expect_one_line(const result_t *r, const char *needle)
-{
-    size_t len = strlen(r->err);
-    cr_expect(len > 0 && r->err[len - 1] == '\n' && !memchr(r->err, '\n', len - 1),
-              "stderr is not one line: \"%s\"", r->err);
-    cr_expect(strstr(r->err, needle), "stderr \"%s\" does not name \"%s\"", r->err, needle);
-}
+typedef mica_test_result_t result_t;
+#define run(...) mica_test_mica(tmpdir, __VA_ARGS__)
+#define result_free mica_test_result_free
+#define expect_one_line mica_test_expect_one_line
 
 static void write_file(const char *path, const void *bytes, size_t n)
 {

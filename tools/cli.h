@@ -13,6 +13,7 @@
 #define MICA_EXIT_FAIL 1
 #define MICA_EXIT_USAGE 2
 
+int mica_cmd_compile(int argc, char **argv);
 int mica_cmd_dump(int argc, char **argv);
 int mica_cmd_run(int argc, char **argv);
 int mica_cmd_chat(int argc, char **argv);

@@ -141,7 +141,7 @@ int mica_cmd_chat(int argc, char **argv)
     size_t fed_len = 0;
     mica_chat_format_t fmt;
     mica_gguf_str_t tmpl;
-    bool has_tmpl = mica_gguf_get_str(mica_ref_model_gguf(s.model), "tokenizer.chat_template", &tmpl);
+    bool has_tmpl = mica_gguf_get_str(s.meta, "tokenizer.chat_template", &tmpl);
     if (mica_chat_detect(has_tmpl ? tmpl.ptr : NULL, has_tmpl ? tmpl.len : 0, &fmt, &d) != MICA_OK ||
         mica_sampler_create(s.n_vocab, &sp, &sampler, &d) != MICA_OK) {
         rc = mica_cli_fail(model, &d);

@@ -12,8 +12,9 @@
 
 static void help(void)
 {
-    printf("usage: mica run MODEL.gguf (-p TEXT | -f FILE | --tokens IDS) [options]\n\n"
-           "Generates text from a prompt on the exact reference path.\n\n"
+    printf("usage: mica run (MODEL.gguf | ARTIFACT) (-p TEXT | -f FILE | --tokens IDS) [options]\n\n"
+           "Generates text from a prompt: a GGUF on the exact reference path, a compiled\n"
+           "artifact (mica compile) through its static program on the ref backend.\n\n"
            "  -p TEXT             prompt (special tokens in it are parsed)\n"
            "  -f FILE             prompt read from a file\n"
            "  --tokens 1,2,3      prompt as token ids (no BOS added)\n"
@@ -198,7 +199,7 @@ int mica_cmd_run(int argc, char **argv)
             goto done;
         }
         double t0 = mica_cli_now();
-        if (mica_ref_model_eval(s.model, ids, (int32_t)n_ids, true, all, &d) != MICA_OK)
+        if (mica_cli_session_eval(&s, ids, (int32_t)n_ids, true, all, &d) != MICA_OK)
             rc = mica_cli_fail(model, &d);
         else if (write_floats(dump, all, n_ids * (size_t)s.n_vocab, &d) != MICA_OK)
             rc = mica_cli_fail(dump, &d);

@@ -13,6 +13,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } verbs[] = {
+    {"compile", mica_cmd_compile, "compile a model for a target into an artifact directory"},
     {"run", mica_cmd_run, "generate text from a prompt"},
     {"chat", mica_cmd_chat, "chat with a model, one message per line"},
     {"tokenize", mica_cmd_tokenize, "print the token ids of a text"},

@@ -17,13 +17,26 @@ mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path, con
                                     bool need_tokenizer, mica_diag_t *d)
 {
     memset(s, 0, sizeof *s);
-    MICA_TRY(mica_ref_model_open(path, after, &s->model, d));
-    const mica_model_config_t *cfg = mica_ref_model_config(s->model);
-    s->n_vocab = (int32_t)cfg->n_vocab;
+    if (mica_artifact_is_dir(path)) {
+        if (after && strcmp(after, "import") != 0)
+            return mica_diag_set(d, MICA_ERR_INVALID, "an artifact is already compiled (no --after)");
+        MICA_TRY(mica_artifact_open(path, &s->artifact, d));
+        mica_status_t st = mica_ref_program_create(s->artifact->program, &s->program, d);
+        if (st != MICA_OK) {
+            mica_cli_session_close(s);
+            return st;
+        }
+        s->meta = s->artifact->tokenizer;
+        s->n_vocab = (int32_t)s->artifact->program->cfg.n_vocab;
+    } else {
+        MICA_TRY(mica_ref_model_open(path, after, &s->model, d));
+        s->meta = mica_ref_model_gguf(s->model);
+        s->n_vocab = (int32_t)mica_ref_model_config(s->model)->n_vocab;
+    }
     mica_status_t st = MICA_OK;
     if (need_tokenizer) {
         mica_vocab_t vocab;
-        st = mica_vocab_from_gguf(mica_ref_model_gguf(s->model), &vocab, d);
+        st = mica_vocab_from_gguf(s->meta, &vocab, d);
         if (st == MICA_OK) {
             st = mica_tokenizer_create(&vocab.desc, &s->tok, d);
             mica_vocab_deinit(&vocab);
@@ -43,8 +56,31 @@ void mica_cli_session_close(mica_cli_session_t *s)
 {
     mica_tokenizer_release(s->tok);
     mica_ref_model_close(s->model);
+    mica_ref_program_release(s->program);
+    mica_artifact_close(s->artifact);
     free(s->logits);
     memset(s, 0, sizeof *s);
+}
+
+mica_status_t mica_cli_session_eval(mica_cli_session_t *s, const int32_t *tokens, int32_t n,
+                                    bool all_logits, float *out_logits, mica_diag_t *d)
+{
+    if (s->program)
+        return mica_ref_program_eval(s->program, tokens, n, all_logits, out_logits, d);
+    return mica_ref_model_eval(s->model, tokens, n, all_logits, out_logits, d);
+}
+
+int64_t mica_cli_session_n_past(const mica_cli_session_t *s)
+{
+    return s->program ? mica_ref_program_n_past(s->program) : mica_ref_model_n_past(s->model);
+}
+
+void mica_cli_session_reset(mica_cli_session_t *s)
+{
+    if (s->program)
+        mica_ref_program_reset(s->program);
+    else
+        mica_ref_model_reset(s->model);
 }
 
 mica_status_t mica_cli_tokenize(const mica_cli_session_t *s, const char *text, size_t len,
@@ -93,7 +129,7 @@ mica_status_t mica_cli_generate(mica_cli_session_t *s, const int32_t *prompt, si
     for (size_t i = 0; i < n; i++)
         mica_sampler_accept(sampler, prompt[i]);
     double t0 = mica_cli_now();
-    MICA_TRY(mica_ref_model_eval(s->model, prompt, (int32_t)n, false, s->logits, d));
+    MICA_TRY(mica_cli_session_eval(s, prompt, (int32_t)n, false, s->logits, d));
     double t1 = mica_cli_now();
     timing->n_prompt = (int64_t)n;
     timing->t_prompt = t1 - t0;
@@ -117,7 +153,7 @@ mica_status_t mica_cli_generate(mica_cli_session_t *s, const int32_t *prompt, si
             st = put(buf, nb, out, copy, d);
         timing->n_gen++;
         if (st == MICA_OK && (i + 1 < n_gen || feed_last))
-            st = mica_ref_model_eval(s->model, &tok, 1, false, s->logits, d);
+            st = mica_cli_session_eval(s, &tok, 1, false, s->logits, d);
     }
     char tail[4];
     size_t nt = mica_tokenizer_stream_flush(&stream, tail);

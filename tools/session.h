@@ -1,6 +1,7 @@
 /* What `mica run`, `chat`, `tokenize` and `perplexity` share: a model
- * opened for generation (today: a GGUF on the ref backend) with its
- * tokenizer, and the generation loop. */
+ * opened for generation with its tokenizer, and the generation loop. The
+ * model is a GGUF on the per-step reference path, or a compiled artifact
+ * directory whose static program runs on the ref backend. */
 #ifndef MICA_TOOLS_SESSION_H
 #define MICA_TOOLS_SESSION_H
 
@@ -8,22 +9,35 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "artifact.h"
 #include "ref_model.h"
+#include "ref_program.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
 typedef struct mica_cli_session {
-    mica_ref_model_t *model;
+    mica_ref_model_t *model;       /* a GGUF, or NULL */
+    mica_artifact_t *artifact;     /* an artifact, or NULL */
+    mica_ref_program_t *program;   /* its program on the ref backend */
+    const mica_gguf_t *meta;       /* where the tokenizer and chat template are */
     mica_tokenizer_t *tok;
     int32_t n_vocab;
     float *logits; /* [n_vocab] last row */
 } mica_cli_session_t;
 
-/* Opens path (a GGUF model) and its tokenizer. `after` as in
- * mica_ref_model_open. On failure d names the problem (not the file). */
+/* Opens path (a GGUF model or an artifact directory) and its tokenizer.
+ * `after` as in mica_ref_model_open (GGUF only: an artifact is already
+ * compiled). On failure d names the problem (not the file). */
 mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path, const char *after,
                                     bool need_tokenizer, mica_diag_t *d);
 void mica_cli_session_close(mica_cli_session_t *s);
+
+/* Runs n tokens after what is cached (logits as mica_ref_model_eval). */
+mica_status_t mica_cli_session_eval(mica_cli_session_t *s, const int32_t *tokens, int32_t n,
+                                    bool all_logits, float *out_logits, mica_diag_t *d);
+/* Tokens cached, and emptying the cache. */
+int64_t mica_cli_session_n_past(const mica_cli_session_t *s);
+void mica_cli_session_reset(mica_cli_session_t *s);
 
 /* Tokenizes text (flags as mica_tokenizer_encode) into a malloc'd array. */
 mica_status_t mica_cli_tokenize(const mica_cli_session_t *s, const char *text, size_t len,
