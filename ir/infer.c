@@ -76,10 +76,11 @@ static mica_status_t broadcast_shapes(const mica_type_t *a, const mica_type_t *b
     return MICA_OK;
 }
 
-/* A group size that splits rows of k elements into whole groups. */
+/* A group size that splits rows of k elements into whole groups (at most
+ * 65536, so a group's integer dot product fits in 32 bits). */
 static mica_status_t check_group(int64_t k, int64_t group, const char *what, mica_diag_t *d)
 {
-    if (group < 1 || k % group != 0)
+    if (group < 1 || group > 65536 || k % group != 0)
         return BAD("%s: group %lld does not divide the row of %lld", what, (long long)group,
                    (long long)k);
     return MICA_OK;

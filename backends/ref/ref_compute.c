@@ -194,9 +194,10 @@ mica_status_t mica_ref_qmatmul(const mica_node_t *n, const mica_ref_arg_t *args,
             const int32_t *xm = xi + m * k_dim;
             double acc = 0.0;
             for (int64_t blk = 0; blk < nb; blk++) {
-                int64_t dot = 0, k0 = blk * b;
+                const int64_t k0 = blk * b;
+                int32_t dot = 0; /* |sum| <= 65536 * 255 * 127 < 2^31: groups are <= 65536 */
                 for (int64_t k = k0; k < k0 + b; k++)
-                    dot += (int64_t)wrow[k] * xm[k];
+                    dot += wrow[k] * xm[k];
                 double sx = (double)xs->f[m * nag + k0 / ag];
                 double ws = (double)srow[k0 / wg], wm = (double)srow[nwg + k0 / wg];
                 acc += ws * sx * (double)dot + wm * sx * (double)xsum[m * nb + blk];
