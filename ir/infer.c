@@ -76,6 +76,54 @@ static mica_status_t broadcast_shapes(const mica_type_t *a, const mica_type_t *b
     return MICA_OK;
 }
 
+/* A group size that splits rows of k elements into whole groups (at most
+ * 65536, so a group's integer dot product fits in 32 bits). */
+static mica_status_t check_group(int64_t k, int64_t group, const char *what, mica_diag_t *d)
+{
+    if (group < 1 || group > 65536 || k % group != 0)
+        return BAD("%s: group %lld does not divide the row of %lld", what, (long long)group,
+                   (long long)k);
+    return MICA_OK;
+}
+
+/* s must be f32 [.., K/group] beside x [.., K]. */
+static mica_status_t check_scales(const mica_type_t *x, const mica_type_t *s, int64_t group,
+                                  const char *what, mica_diag_t *d)
+{
+    bool ok = s->dtype == MICA_DTYPE_F32 && s->rank == x->rank;
+    for (int32_t i = 0; ok && i < x->rank; i++)
+        ok = s->shape[i] == (i == x->rank - 1 ? x->shape[i] / group : x->shape[i]);
+    if (!ok)
+        return BAD("%s must be f32 of the input's shape with the last dim %lld / %lld", what,
+                   (long long)x->shape[x->rank - 1], (long long)group);
+    return MICA_OK;
+}
+
+/* A quantized weight: q u4|i8 [N, K] and f16 scales and mins [N, K/group]. */
+static mica_status_t check_qweight(const mica_type_t *q, const mica_type_t *s,
+                                   const mica_type_t *m, int64_t k, int64_t group,
+                                   const char *what, mica_diag_t *d)
+{
+    if ((q->dtype != MICA_DTYPE_U4 && q->dtype != MICA_DTYPE_I8) || q->rank != 2)
+        return BAD("%s weight must be u4 or i8 [N, K]", what);
+    if (q->shape[1] != k)
+        return BAD("%s: input has K=%lld, weight has K=%lld", what, (long long)k,
+                   (long long)q->shape[1]);
+    MICA_TRY(check_group(k, group, what, d));
+    const mica_type_t *sm[2] = {s, m};
+    for (int i = 0; i < 2; i++)
+        if (sm[i]->dtype != MICA_DTYPE_F16 || sm[i]->rank != 2 || sm[i]->shape[0] != q->shape[0] ||
+            sm[i]->shape[1] != k / group)
+            return BAD("%s weight %s must be f16 [%lld, %lld]", what, i ? "mins" : "scales",
+                       (long long)q->shape[0], (long long)(k / group));
+    for (int i = 0; i < 3; i++) {
+        const mica_type_t *w = i == 0 ? q : sm[i - 1];
+        if (w->layout.kind != MICA_LAYOUT_ROW_MAJOR)
+            return BAD("%s: packed quantized weights are not supported yet", what);
+    }
+    return MICA_OK;
+}
+
 mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
                                    mica_type_t *out_type, mica_diag_t *d)
 {
@@ -222,6 +270,52 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
                        (long long)in[0].shape[0]);
         t = in[0];
         break;
+    case MICA_OP_ACT_SCALE: {
+        int64_t gr = mica_attr_act_scale_group(n);
+        if (!is_float(&in[0]) || in[0].rank < 1)
+            return BAD("act_scale input must be float of rank >= 1");
+        MICA_TRY(check_group(in[0].shape[in[0].rank - 1], gr, "act_scale", d));
+        t = in[0];
+        t.dtype = MICA_DTYPE_F32;
+        t.shape[t.rank - 1] /= gr;
+        break;
+    }
+    case MICA_OP_ACT_QUANT: {
+        int64_t gr = mica_attr_act_quant_group(n);
+        if (!is_float(&in[0]) || in[0].rank < 1)
+            return BAD("act_quant input must be float of rank >= 1");
+        MICA_TRY(check_group(in[0].shape[in[0].rank - 1], gr, "act_quant", d));
+        MICA_TRY(check_scales(&in[0], &in[1], gr, "act_quant scales", d));
+        t = in[0];
+        t.dtype = MICA_DTYPE_I8;
+        break;
+    }
+    case MICA_OP_QMATMUL: {
+        int64_t ag = mica_attr_qmatmul_agroup(n), wg = mica_attr_qmatmul_wgroup(n);
+        if (in[0].dtype != MICA_DTYPE_I8 || in[0].rank < 1)
+            return BAD("qmatmul activations must be i8 of rank >= 1");
+        int64_t k = in[0].shape[in[0].rank - 1];
+        MICA_TRY(check_group(k, ag, "qmatmul activations", d));
+        MICA_TRY(check_scales(&in[0], &in[1], ag, "qmatmul activation scales", d));
+        MICA_TRY(check_qweight(&in[2], &in[3], &in[4], k, wg, "qmatmul", d));
+        if (ag % wg != 0 && wg % ag != 0)
+            return BAD("qmatmul: activation group %lld and weight group %lld do not divide one "
+                       "another", (long long)ag, (long long)wg);
+        t = in[0];
+        t.dtype = MICA_DTYPE_F32;
+        t.shape[t.rank - 1] = in[2].shape[0];
+        break;
+    }
+    case MICA_OP_WMATMUL: {
+        if (!is_float(&in[0]) || in[0].rank < 1)
+            return BAD("wmatmul input must be float of rank >= 1");
+        MICA_TRY(check_qweight(&in[1], &in[2], &in[3], in[0].shape[in[0].rank - 1],
+                               mica_attr_wmatmul_group(n), "wmatmul", d));
+        t = in[0];
+        t.dtype = MICA_DTYPE_F32;
+        t.shape[t.rank - 1] = in[1].shape[0];
+        break;
+    }
     case MICA_OP_KV_STORE: {
         const mica_node_t *cache = mica_graph_node(g, n->inputs[0].value);
         if (cache->op != MICA_OP_STATE || n->inputs[0].has_view)

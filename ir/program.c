@@ -16,7 +16,9 @@ mica_status_t mica_program_build(const mica_gguf_t *f, const mica_model_config_t
     p->cfg = *cfg;
     p->n_ctx = n_ctx;
     p->chunk = chunk;
-    mica_status_t s = mica_model_build_static(f, cfg, chunk, n_ctx, &p->prefill, d);
+    mica_status_t s = mica_const_store_create(&p->consts, d);
+    if (s == MICA_OK)
+        s = mica_model_build_static(f, cfg, chunk, n_ctx, &p->prefill, d);
     if (s == MICA_OK)
         s = mica_model_build_static(f, cfg, 1, n_ctx, &p->decode, d);
     if (s != MICA_OK) {
@@ -33,5 +35,6 @@ void mica_program_release(mica_program_t *p)
         return;
     mica_graph_release(p->prefill);
     mica_graph_release(p->decode);
+    mica_const_store_release(p->consts);
     free(p);
 }

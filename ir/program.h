@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "const_store.h"
 #include "ir.h"
 #include "model.h"
 
@@ -25,16 +26,19 @@ typedef struct mica_program {
     int64_t chunk;         /* prefill tokens per call */
     mica_graph_t *prefill; /* owned; tokens i32[chunk] */
     mica_graph_t *decode;  /* owned; tokens i32[1] */
+    mica_const_store_t *consts; /* owned; constants passes made (quantized weights), which
+                                   weight nodes of both graphs point into: released last */
 } mica_program_t;
 
 /* Builds both graphs of the model in f (which must outlive the program:
- * weight nodes point into its mapping). 1 <= chunk <= n_ctx. The caller
+ * weight nodes point into its mapping) and an empty constant store.
+ * 1 <= chunk <= n_ctx. The caller
  * releases the program with mica_program_release. */
 mica_status_t mica_program_build(const mica_gguf_t *f, const mica_model_config_t *cfg,
                                  int64_t chunk, int64_t n_ctx, mica_program_t **out_program,
                                  mica_diag_t *d);
 
-/* Frees both graphs and the program; NULL is fine. */
+/* Frees both graphs, then the constant store, and the program; NULL is fine. */
 void mica_program_release(mica_program_t *p);
 
 #endif

@@ -380,3 +380,28 @@ mica_status_t mica_dequantize_row(mica_dtype_t t, const void *src, float *dst, i
         fn(p + i * bb, dst + i * be);
     return MICA_OK;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Group-quantized rows (u4 / i8 with f16 scale and min per group)           */
+
+mica_status_t mica_dequantize_group_row(mica_dtype_t qt, const void *q, const void *scales,
+                                        const void *mins, int64_t group, float *dst, int64_t n,
+                                        mica_diag_t *d)
+{
+    if (qt != MICA_DTYPE_U4 && qt != MICA_DTYPE_I8)
+        return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "group dequantize: %s is not u4 or i8",
+                             mica_dtype_name(qt));
+    if (n < 0 || group < 1 || n % group != 0 || (qt == MICA_DTYPE_U4 && n % 2 != 0))
+        return mica_diag_set(d, MICA_ERR_INVALID,
+                             "group dequantize: row of %" PRId64 " in groups of %" PRId64, n,
+                             group);
+    const uint8_t *qb = q, *sb = scales, *mb = mins;
+    for (int64_t g = 0; g < n / group; g++) {
+        float s = rd_f16(sb + 2 * g), m = rd_f16(mb + 2 * g);
+        for (int64_t k = g * group; k < (g + 1) * group; k++) {
+            int v = qt == MICA_DTYPE_I8 ? (int)(int8_t)qb[k] : (int)((qb[k / 2] >> (4 * (k & 1))) & 0xf);
+            dst[k] = s * (float)v + m;
+        }
+    }
+    return MICA_OK;
+}

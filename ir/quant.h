@@ -18,6 +18,16 @@
 mica_status_t mica_dequantize_row(mica_dtype_t t, const void *src, float *dst, int64_t n,
                                   mica_diag_t *d);
 
+/* Dequantizes one row of n elements of a group-quantized weight (the
+ * quantize pass's form, ops.def qmatmul/wmatmul): q holds the row in qt
+ * (u4: n/2 bytes, element 2i in the low nibble of byte i; i8: n bytes),
+ * scales and mins n/group little-endian f16 values each, and
+ *   dst[k] = f32(f32(s[k/group] * q[k]) + m[k/group]).
+ * Fails for another qt, n or group < 1, group not dividing n, or odd n for u4. */
+mica_status_t mica_dequantize_group_row(mica_dtype_t qt, const void *q, const void *scales,
+                                        const void *mins, int64_t group, float *dst, int64_t n,
+                                        mica_diag_t *d);
+
 /* IEEE half <-> float, round to nearest even; exact for all halves. */
 float mica_f16_to_f32(uint16_t h);
 uint16_t mica_f32_to_f16(float f);

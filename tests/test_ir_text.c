@@ -56,6 +56,20 @@ static int32_t append_ops(mica_graph_t *g, mica_op_t op, int32_t n, mica_operand
     return mica_graph_append(g, &nd, true);
 }
 
+/* An op with up to two int attributes a0, a1 (in spec order). */
+static int32_t append_attr(mica_graph_t *g, mica_op_t op, int32_t n, mica_operand_t *in, int64_t a0,
+                           int64_t a1)
+{
+    mica_node_t nd;
+    memset(&nd, 0, sizeof nd);
+    nd.op = op;
+    nd.n_inputs = n;
+    nd.inputs = in;
+    nd.attrs[0].i = a0;
+    nd.attrs[1].i = a1;
+    return mica_graph_append(g, &nd, true);
+}
+
 static mica_region_t region2(int32_t in, int64_t s0, int64_t s1, int64_t so, int64_t ss0,
                              int64_t ss1, int64_t dof, int64_t ds0, int64_t ds1)
 {
@@ -157,7 +171,25 @@ static mica_graph_t *build_all_ops(void)
     mica_operand_t o3[2] = {viewed(vm, 8, 64, 0, 64, 1), viewed(x, 8, 64, 3, 0, 1)};
     int32_t va = append_ops(g, MICA_OP_ADD, 2, o3);
 
-    int32_t outs[] = {tr, sl, cc, bc, ga, r1, r2, r3, vs, va};
+    /* quantized matmul: int8 activations per 32, u4 and i8 weights with f16 scales */
+    int64_t sg[2] = {32, 2};
+    int32_t w4 = mica_build_weight(g, "blk.0.ffn_up.weight.q", ty(MICA_DTYPE_U4, 2, 32, 64, 0),
+                                   NULL, 0);
+    int32_t w8 = mica_build_weight(g, "output.weight.q", ty(MICA_DTYPE_I8, 2, 32, 64, 0), NULL, 0);
+    int32_t wsc = mica_build_weight(g, "blk.0.ffn_up.weight.s", mica_type_make(MICA_DTYPE_F16, 2, sg),
+                                    NULL, 0);
+    int32_t wmn = mica_build_weight(g, "blk.0.ffn_up.weight.m", mica_type_make(MICA_DTYPE_F16, 2, sg),
+                                    NULL, 0);
+    mica_operand_t qa[1] = {plain(x)};
+    int32_t xsc = append_attr(g, MICA_OP_ACT_SCALE, 1, qa, 32, 0);
+    mica_operand_t qb[2] = {plain(x), plain(xsc)};
+    int32_t xq = append_attr(g, MICA_OP_ACT_QUANT, 2, qb, 32, 0);
+    mica_operand_t qc[5] = {plain(xq), plain(xsc), plain(w4), plain(wsc), plain(wmn)};
+    int32_t qm = append_attr(g, MICA_OP_QMATMUL, 5, qc, 32, 32);
+    mica_operand_t qd[4] = {plain(x), plain(w8), plain(wsc), plain(wmn)};
+    int32_t wmm = append_attr(g, MICA_OP_WMATMUL, 4, qd, 32, 0);
+
+    int32_t outs[] = {tr, sl, cc, bc, ga, r1, r2, r3, vs, va, qm, wmm};
     char name[32];
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
         snprintf(name, sizeof name, "out.%zu", i);

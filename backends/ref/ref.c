@@ -4,8 +4,8 @@
  * Before a node runs, its type is checked again with the shape rules
  * (mica_node_infer_type), so kernels can trust shapes, attributes, views
  * and region bounds; what only the data can break (ids) the kernels check.
- * Weights are not copied when defined: matmul and embedding read their rows
- * straight from the node's bytes, and any other reader gets the whole
+ * Weights are not copied when defined: matmul, embedding, qmatmul and
+ * wmatmul read their weight rows straight from the node's bytes, and any other reader gets the whole
  * weight dequantized once, kept until its last use.
  */
 #include <stdio.h>
@@ -249,7 +249,8 @@ static mica_status_t operand_get(run_t *r, const mica_node_t *n, int32_t k, mica
     slot_t *s = &r->slots[o->value];
     memset(arg, 0, sizeof *arg);
     arg->type = mica_operand_type(r->g, o);
-    bool rows = (n->op == MICA_OP_MATMUL && k == 1) || (n->op == MICA_OP_EMBEDDING && k == 0);
+    bool rows = (n->op == MICA_OP_MATMUL && k == 1) || (n->op == MICA_OP_EMBEDDING && k == 0) ||
+                (n->op == MICA_OP_QMATMUL && k >= 2) || (n->op == MICA_OP_WMATMUL && k >= 1);
     if (rows && src->op == MICA_OP_WEIGHT && !o->has_view) {
         arg->bytes = src->data;
         return MICA_OK;
@@ -294,6 +295,10 @@ static const mica_ref_kernel_fn ref_kernels[MICA_OP_COUNT] = {
     [MICA_OP_SILU] = mica_ref_silu,
     [MICA_OP_GELU] = mica_ref_gelu,
     [MICA_OP_ATTENTION] = mica_ref_attention,
+    [MICA_OP_ACT_SCALE] = mica_ref_act_scale,
+    [MICA_OP_ACT_QUANT] = mica_ref_act_quant,
+    [MICA_OP_QMATMUL] = mica_ref_qmatmul,
+    [MICA_OP_WMATMUL] = mica_ref_wmatmul,
     [MICA_OP_KV_STORE] = mica_ref_kv_store,
     [MICA_OP_ATTENTION_KV] = mica_ref_attention_kv,
     [MICA_OP_RESHAPE] = mica_ref_reshape,

@@ -90,6 +90,169 @@ mica_status_t mica_ref_matmul(const mica_node_t *n, const mica_ref_arg_t *args, 
 }
 
 /* ------------------------------------------------------------------------ */
+/* quantized matmul (ops.def: act_scale, act_quant, qmatmul, wmatmul)        */
+
+/* Row r of a [rows, n] integer operand (u4 / i8 weight bytes, or values
+ * held as floats) as int32. */
+static void int_row(const mica_ref_arg_t *a, int64_t r, int64_t n, int32_t *dst)
+{
+    if (a->f) {
+        for (int64_t k = 0; k < n; k++) {
+            float v = a->f[r * n + k];
+            dst[k] = v >= -128.0f && v <= 255.0f ? (int32_t)v : 0; /* u4/i8 values only */
+        }
+        return;
+    }
+    const unsigned char *b = a->bytes + r * mica_dtype_row_bytes(a->type.dtype, n);
+    for (int64_t k = 0; k < n; k++)
+        dst[k] = a->type.dtype == MICA_DTYPE_I8 ? (int32_t)(int8_t)b[k]
+                                                : (int32_t)((b[k / 2] >> (4 * (k & 1))) & 0xf);
+}
+
+/* Row r of a [rows, n] f16 operand (weight bytes or values) as float. */
+static void f16_row(const mica_ref_arg_t *a, int64_t r, int64_t n, float *dst)
+{
+    for (int64_t k = 0; k < n; k++) {
+        if (a->f) {
+            dst[k] = a->f[r * n + k];
+        } else {
+            const unsigned char *p = a->bytes + 2 * (r * n + k);
+            dst[k] = mica_f16_to_f32((uint16_t)(p[0] | (unsigned)p[1] << 8));
+        }
+    }
+}
+
+mica_status_t mica_ref_act_scale(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d)
+{
+    const int64_t k_dim = last_dim(&args[0].type), rows = row_count(&args[0].type);
+    const int64_t group = mica_attr_act_scale_group(n), ng = k_dim / group;
+    const float *x = args[0].f; /* [rows, K] */
+    float *s = y;               /* [rows, K/group] */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < ng; j++) {
+            double mx = 0.0;
+            for (int64_t k = j * group; k < (j + 1) * group; k++)
+                if (fabs((double)x[r * k_dim + k]) > mx)
+                    mx = fabs((double)x[r * k_dim + k]);
+            s[r * ng + j] = (float)(mx / 127.0);
+        }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_act_quant(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d)
+{
+    const int64_t k_dim = last_dim(&args[0].type), rows = row_count(&args[0].type);
+    const int64_t group = mica_attr_act_quant_group(n), ng = k_dim / group;
+    const float *x = args[0].f, *s = args[1].f; /* [rows, K], [rows, K/group] */
+    float *q = y;                               /* [rows, K] i8 values */
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < k_dim; k++) {
+            double sc = (double)s[r * ng + k / group];
+            double v = sc != 0.0 ? round((double)x[r * k_dim + k] / sc) : 0.0;
+            if (isnan(v))
+                v = 0.0;
+            q[r * k_dim + k] = (float)(v < -127.0 ? -127.0 : v > 127.0 ? 127.0 : v);
+        }
+    return MICA_OK;
+}
+
+mica_status_t mica_ref_qmatmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d)
+{
+    const mica_ref_arg_t *xq = &args[0], *xs = &args[1], *wq = &args[2];
+    const int64_t k_dim = wq->type.shape[1], n_dim = wq->type.shape[0];
+    const int64_t m_dim = row_count(&xq->type);
+    const int64_t ag = mica_attr_qmatmul_agroup(n), wg = mica_attr_qmatmul_wgroup(n);
+    const int64_t b = ag < wg ? ag : wg, nb = k_dim / b, nag = k_dim / ag, nwg = k_dim / wg;
+    int32_t *xi = malloc((size_t)(m_dim * k_dim) * sizeof *xi);   /* [M, K] */
+    int64_t *xsum = malloc((size_t)(m_dim * nb) * sizeof *xsum);  /* [M, K/b] */
+    int32_t *wrow = malloc((size_t)k_dim * sizeof *wrow);         /* [K] */
+    float *srow = malloc((size_t)(2 * nwg) * sizeof *srow);       /* [2, K/wg] */
+    mica_status_t st = MICA_OK;
+    if (!xi || !xsum || !wrow || !srow) {
+        st = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for a qmatmul of [%lld, %lld]",
+                           (long long)m_dim, (long long)k_dim);
+        goto done;
+    }
+    for (int64_t m = 0; m < m_dim; m++) {
+        int_row(xq, m, k_dim, xi + m * k_dim);
+        for (int64_t j = 0; j < nb; j++) {
+            int64_t acc = 0;
+            for (int64_t k = j * b; k < (j + 1) * b; k++)
+                acc += xi[m * k_dim + k];
+            xsum[m * nb + j] = acc;
+        }
+    }
+    float *out = y; /* [M, N] */
+    for (int64_t j = 0; j < n_dim; j++) {
+        int_row(wq, j, k_dim, wrow);
+        f16_row(&args[3], j, nwg, srow);
+        f16_row(&args[4], j, nwg, srow + nwg);
+        for (int64_t m = 0; m < m_dim; m++) {
+            const int32_t *xm = xi + m * k_dim;
+            double acc = 0.0;
+            for (int64_t blk = 0; blk < nb; blk++) {
+                const int64_t k0 = blk * b;
+                int32_t dot = 0; /* |sum| <= 65536 * 255 * 127 < 2^31: groups are <= 65536 */
+                for (int64_t k = k0; k < k0 + b; k++)
+                    dot += wrow[k] * xm[k];
+                double sx = (double)xs->f[m * nag + k0 / ag];
+                double ws = (double)srow[k0 / wg], wm = (double)srow[nwg + k0 / wg];
+                acc += ws * sx * (double)dot + wm * sx * (double)xsum[m * nb + blk];
+            }
+            out[m * n_dim + j] = (float)acc;
+        }
+    }
+done:
+    free(xi);
+    free(xsum);
+    free(wrow);
+    free(srow);
+    return st;
+}
+
+mica_status_t mica_ref_wmatmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d)
+{
+    const float *x = args[0].f; /* [M, K] */
+    const mica_ref_arg_t *wq = &args[1];
+    const int64_t k_dim = wq->type.shape[1], n_dim = wq->type.shape[0];
+    const int64_t m_dim = row_count(&args[0].type), group = mica_attr_wmatmul_group(n);
+    const int64_t ng = k_dim / group;
+    int32_t *qrow = malloc((size_t)k_dim * sizeof *qrow); /* [K] */
+    float *w = malloc((size_t)k_dim * sizeof *w);         /* [K] dequantized row */
+    float *srow = malloc((size_t)(2 * ng) * sizeof *srow); /* [2, K/group] */
+    if (!qrow || !w || !srow) {
+        free(qrow);
+        free(w);
+        free(srow);
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for a weight row of %lld",
+                             (long long)k_dim);
+    }
+    float *out = y; /* [M, N] */
+    for (int64_t j = 0; j < n_dim; j++) {
+        int_row(wq, j, k_dim, qrow);
+        f16_row(&args[2], j, ng, srow);
+        f16_row(&args[3], j, ng, srow + ng);
+        for (int64_t k = 0; k < k_dim; k++)
+            w[k] = srow[k / group] * (float)qrow[k] + srow[ng + k / group];
+        for (int64_t m = 0; m < m_dim; m++) {
+            const float *xm = x + m * k_dim;
+            double acc = 0.0;
+            for (int64_t k = 0; k < k_dim; k++)
+                acc += (double)xm[k] * (double)w[k];
+            out[m * n_dim + j] = (float)acc;
+        }
+    }
+    free(qrow);
+    free(w);
+    free(srow);
+    return MICA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
 /* elementwise                                                               */
 
 /* y = a (op) b with numpy broadcasting; mul selects * over +. */

@@ -6,7 +6,8 @@
  * Every value is numel(type) 4-byte elements, row-major: int32 for i32,
  * float32 for every other dtype (f16/bf16 values rounded to their dtype).
  * Kernels get their operands already materialized (views applied, weights
- * dequantized, except the weight rows of matmul and embedding) and write
+ * dequantized, except the weight rows of matmul and embedding and the
+ * weight operands of qmatmul and wmatmul, which stay bytes) and write
  * the whole output; they report bad data (ids out of range) as a status
  * with a message that the interpreter prefixes with "%N (op)".
  */
@@ -72,6 +73,16 @@ mica_status_t mica_ref_gelu(const mica_node_t *n, const mica_ref_arg_t *args, vo
                             mica_diag_t *d);
 mica_status_t mica_ref_attention(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                  mica_diag_t *d);
+/* Quantized matmul: the i8 / u4 weight operands and their f16 scales and
+ * mins arrive as weight bytes (or values, when not weights). */
+mica_status_t mica_ref_act_scale(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d);
+mica_status_t mica_ref_act_quant(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                                 mica_diag_t *d);
+mica_status_t mica_ref_qmatmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d);
+mica_status_t mica_ref_wmatmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                               mica_diag_t *d);
 mica_status_t mica_ref_kv_store(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                mica_diag_t *d);
 mica_status_t mica_ref_attention_kv(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
