@@ -29,6 +29,7 @@ struct mica_const_store {
     blob_t *blobs;   /* [n_blobs] in order of addition */
     int64_t n_blobs, cap_blobs;
     uint64_t bytes;
+    int64_t refs; /* holders: the creator, each graph that points into it */
 };
 
 mica_status_t mica_const_store_create(mica_const_store_t **out_store, mica_diag_t *d)
@@ -36,13 +37,21 @@ mica_status_t mica_const_store_create(mica_const_store_t **out_store, mica_diag_
     mica_const_store_t *s = calloc(1, sizeof *s);
     if (!s)
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for the constant store");
+    s->refs = 1;
     *out_store = s;
     return MICA_OK;
 }
 
+mica_const_store_t *mica_const_store_retain(mica_const_store_t *s)
+{
+    if (s)
+        s->refs++;
+    return s;
+}
+
 void mica_const_store_release(mica_const_store_t *s)
 {
-    if (!s)
+    if (!s || --s->refs > 0)
         return;
     for (chunk_t *c = s->chunks, *next; c; c = next) {
         next = c->next;

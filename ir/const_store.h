@@ -4,8 +4,9 @@
  * Append-only. Every blob starts on a 64-byte boundary and never moves:
  * the store allocates chunks and never reallocates one that holds data, so
  * a weight node's `data` stays valid until mica_const_store_release frees
- * everything at once. The store must therefore outlive every graph whose
- * nodes point into it (a mica_program_t owns one for its two graphs).
+ * everything at once. Every graph whose nodes point into a store holds a
+ * reference to it (mica_graph_t.consts, carried over by rewrites), so the
+ * bytes live as long as any graph that reads them.
  *
  * A blob may carry a key (the source it was derived from, e.g. the weight
  * bytes in the model file) and a short tag (what form of that source it is,
@@ -24,9 +25,13 @@
 
 typedef struct mica_const_store mica_const_store_t;
 
-/* An empty store (caller releases it). */
+/* An empty store with one reference, the caller's (mica_const_store_release). */
 mica_status_t mica_const_store_create(mica_const_store_t **out_store, mica_diag_t *d);
-/* Frees every blob and the store; NULL is fine. */
+/* Adds a reference (a graph whose weights point into the store holds
+ * one); returns s. Not thread-safe. */
+mica_const_store_t *mica_const_store_retain(mica_const_store_t *s);
+/* Drops a reference; the last one frees every blob and the store. NULL is
+ * fine. */
 void mica_const_store_release(mica_const_store_t *s);
 
 /* A new zeroed blob of nbytes (>= 1) bytes, 64-byte aligned, owned by the

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "const_store.h"
 #include "ir.h"
 #include "rewrite.h"
 
@@ -313,6 +314,7 @@ void mica_graph_release(mica_graph_t *g)
 {
     if (!g)
         return;
+    mica_const_store_release(g->consts);
     mica_arena_release(g->arena);
     free(g->nodes);
     free(g);

@@ -235,6 +235,9 @@ typedef struct mica_graph {
     int32_t cap_nodes;
     mica_node_t **nodes; /* nodes[i]->id == i; topological order */
     mica_diag_t error;   /* first builder error (sticky), code 0 if none */
+    struct mica_const_store *consts; /* a reference to the store the weights made by
+                                        passes point into, or NULL (ir/const_store.h);
+                                        released with the graph, carried by rewrites */
 } mica_graph_t;
 
 /* Arena: bump allocator; everything is freed together. */

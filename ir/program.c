@@ -25,6 +25,9 @@ mica_status_t mica_program_build(const mica_gguf_t *f, const mica_model_config_t
         mica_program_release(p);
         return s;
     }
+    /* both graphs point into one store, so passes share what they make */
+    p->prefill->consts = mica_const_store_retain(p->consts);
+    p->decode->consts = mica_const_store_retain(p->consts);
     *out_program = p;
     return MICA_OK;
 }

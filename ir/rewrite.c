@@ -4,7 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "const_store.h"
+
 #include "rewrite.h"
+
+#include "const_store.h"
 
 /* ------------------------------------------------------------------------ */
 /* use lists                                                                 */
@@ -257,6 +261,7 @@ mica_status_t mica_rewrite_build(const mica_graph_t *old, const mica_rewrite_spe
         free(rw.map);
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory rewriting the graph");
     }
+    rw.ng->consts = mica_const_store_retain(old->consts); /* its weights may point there */
     for (int32_t i = 0; i < n; i++) {
         memset(&rw.map[i], 0, sizeof rw.map[i]);
         rw.map[i].value = -1;

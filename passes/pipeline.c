@@ -3,12 +3,15 @@
 
 #include "memplan.h"
 #include "passes.h"
+#include "quantize.h"
 
 static const mica_pass_t pipeline[] = {
     {"import", NULL, "model or IR text read into a graph (no rewrite)"},
     {"geometry", mica_pass_geometry_run, "data movement lowered to raster ops with regions"},
     {"fold-regions", mica_pass_fold_regions_run,
      "raster chains composed, rasters folded into loads"},
+    {"quantize", mica_pass_quantize_run,
+     "matmul weights to int4/int8 with group scales (-q), int8 activations per K-group"},
     {"memplan", mica_pass_memplan_run,
      "every value that needs memory placed in one arena (mem=OFFSET), checked"},
 };

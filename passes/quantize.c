@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "quant.h"
+#include "rewrite.h"
 
 static const int64_t group_sizes[] = {128, 64, 32, 16, 8}; /* the fallbacks, largest first */
 
@@ -251,13 +252,23 @@ typedef struct made {
     int32_t ids[3];       /* new nodes: q, s, m (or the converted weight in ids[0]) */
 } made_t;
 
+/* An activation quantized once for every matmul that reads it. */
+typedef struct act_made {
+    int32_t x;      /* new value quantized (read without a view) */
+    int64_t group;  /* activation group */
+    int32_t xs, xq; /* its act_scale and act_quant */
+} act_made_t;
+
 typedef struct ctx {
     const mica_quant_options_t *opt;
     const char *mode_name;
     mica_const_store_t *store;
     const mica_graph_t *old;
-    mica_graph_t *ng;
+    mica_rewriter_t *rw; /* during the visit */
     mica_diag_t *d;
+    mica_status_t status;
+    act_made_t *acts;
+    int32_t n_acts;
     summary_t sm;
     made_t *made;
     int32_t n_made;
@@ -280,13 +291,17 @@ static int64_t pick_group(int64_t k, int64_t want)
 }
 
 static int32_t add_weight(ctx_t *c, const char *name, mica_type_t t, const void *data,
-                          uint64_t nbytes)
+                          uint64_t nbytes, const char *note)
 {
-    int32_t id = mica_build_weight(c->ng, name, t, data, nbytes);
-    if (id < 0)
-        mica_diag_set(c->d, c->ng->error.code ? c->ng->error.code : MICA_ERR_INVALID,
-                      "weight %s: %s", name, c->ng->error.msg);
-    return id;
+    mica_node_t nd;
+    memset(&nd, 0, sizeof nd);
+    nd.op = MICA_OP_WEIGHT;
+    nd.attrs[0].s = name;
+    nd.type = t;
+    nd.data = data;
+    nd.nbytes = nbytes;
+    nd.note = note;
+    return mica_rewrite_emit(c->rw, &nd, false);
 }
 
 static char *type_str(const mica_type_t *t, char *buf, size_t cap)
@@ -367,6 +382,11 @@ static mica_status_t weight_form(ctx_t *c, const mica_node_t *w, mica_dtype_t qt
         quant ? (lossless ? "transcoded" : "requantized") : "converted", nmse, note,
         shared ? " (made for an earlier graph)" : "");
 
+    /* what the dump shows on the new weight */
+    char wnote[160];
+    snprintf(wnote, sizeof wnote, "%s %s from %s, nmse %.3e%s", tag,
+             quant ? (lossless ? "transcoded" : "requantized") : "converted",
+             mica_dtype_name(w->type.dtype), nmse, note);
     if (quant) {
         int64_t sshape[2] = {n, k / group};
         const mica_type_t ts[3] = {w->type, mica_type_make(MICA_DTYPE_F16, 2, sshape),
@@ -376,14 +396,14 @@ static mica_status_t weight_form(ctx_t *c, const mica_node_t *w, mica_dtype_t qt
             if (i == 0)
                 t.dtype = qt;
             snprintf(buf, sizeof buf, "%s.%s", name, parts[i]);
-            if ((ids[i] = add_weight(c, buf, t, blob[i], sizes[i])) < 0)
+            if ((ids[i] = add_weight(c, buf, t, blob[i], sizes[i], i == 0 ? wnote : NULL)) < 0)
                 return c->d->code;
         }
     } else {
         mica_type_t t = w->type;
         t.dtype = qt;
         snprintf(buf, sizeof buf, "%s.%s", name, mica_dtype_name(qt));
-        if ((ids[0] = add_weight(c, buf, t, blob[0], sizes[0])) < 0)
+        if ((ids[0] = add_weight(c, buf, t, blob[0], sizes[0], wnote)) < 0)
             return c->d->code;
         ids[1] = ids[2] = -1;
     }
@@ -408,11 +428,7 @@ static int32_t add_op(ctx_t *c, mica_op_t op, int32_t n_in, const mica_operand_t
     nd.inputs = (mica_operand_t *)in;
     nd.attrs[0].i = a0;
     nd.attrs[1].i = a1;
-    int32_t id = mica_graph_append(c->ng, &nd, true);
-    if (id < 0)
-        mica_diag_set(c->d, c->ng->error.code ? c->ng->error.code : MICA_ERR_INVALID, "%s: %s",
-                      mica_op_info(op)->name, c->ng->error.msg);
-    return id;
+    return mica_rewrite_emit(c->rw, &nd, true);
 }
 
 static mica_operand_t plain(int32_t v)
@@ -479,13 +495,26 @@ static mica_status_t rewrite_matmul(ctx_t *c, const mica_node_t *n, mica_operand
         say(&c->sm, "# quantize %s: activations of %s in groups of %lld (%lld does not divide "
             "K=%lld)\n", c->mode_name, name, (long long)ag, (long long)awant,
             (long long)k);
-    int32_t xs = add_op(c, MICA_OP_ACT_SCALE, 1, &x, ag, 0);
-    if (xs < 0)
-        return c->d->code;
-    mica_operand_t qin[2] = {x, plain(xs)};
-    int32_t xq = add_op(c, MICA_OP_ACT_QUANT, 2, qin, ag, 0);
-    if (xq < 0)
-        return c->d->code;
+    /* one quantization of x for every matmul that reads it (q, k and v) */
+    int32_t xs = -1, xq = -1;
+    for (int32_t i = 0; i < c->n_acts && !x.has_view; i++)
+        if (c->acts[i].x == x.value && c->acts[i].group == ag) {
+            xs = c->acts[i].xs;
+            xq = c->acts[i].xq;
+        }
+    if (xq < 0) {
+        if ((xs = add_op(c, MICA_OP_ACT_SCALE, 1, &x, ag, 0)) < 0)
+            return c->d->code;
+        mica_operand_t qin[2] = {x, plain(xs)};
+        if ((xq = add_op(c, MICA_OP_ACT_QUANT, 2, qin, ag, 0)) < 0)
+            return c->d->code;
+        act_made_t *am = x.has_view ? c->acts : realloc(c->acts, (size_t)(c->n_acts + 1) * sizeof *am);
+        if (!am)
+            return mica_diag_set(c->d, MICA_ERR_NOMEM, "out of memory");
+        c->acts = am;
+        if (!x.has_view)
+            am[c->n_acts++] = (act_made_t){x.value, ag, xs, xq};
+    }
     mica_operand_t in[5] = {plain(xq), plain(xs), plain(ids[0]), plain(ids[1]), plain(ids[2])};
     *out_id = add_op(c, MICA_OP_QMATMUL, 5, in, ag, group);
     return *out_id < 0 ? c->d->code : MICA_OK;
@@ -499,6 +528,34 @@ static bool quantizable(const mica_graph_t *g, const mica_node_t *n)
     const mica_node_t *w = g->nodes[n->inputs[1].value];
     return w->op == MICA_OP_WEIGHT && w->data && w->type.rank == 2 &&
            w->type.layout.kind == MICA_LAYOUT_ROW_MAJOR;
+}
+
+/* The rewrite: quantizable matmuls become their quantized form, every
+ * other node is copied; weights no node reads any more are dropped. */
+static mica_status_t visit(mica_rewriter_t *rw, const mica_node_t *n, void *user, mica_diag_t *d)
+{
+    (void)d; /* c->d is the rewrite's diag too */
+    ctx_t *c = user;
+    c->rw = rw;
+    const mica_quant_options_t *opt = c->opt;
+    bool same = false;
+    if (quantizable(c->old, n) && (opt->mode == MICA_QUANT_F16 || opt->mode == MICA_QUANT_F32)) {
+        mica_dtype_t to = opt->mode == MICA_QUANT_F16 ? MICA_DTYPE_F16 : MICA_DTYPE_F32;
+        same = c->old->nodes[n->inputs[1].value]->type.dtype == to;
+    }
+    if (!quantizable(c->old, n) || same)
+        return mica_rewrite_copy(rw, n) < 0 ? c->d->code : MICA_OK;
+    mica_operand_t x;
+    MICA_TRY(mica_rewrite_remap(rw, &n->inputs[0], &x));
+    int32_t id;
+    MICA_TRY(rewrite_matmul(c, n, x, &id));
+    return mica_rewrite_replace(rw, id);
+}
+
+static bool removable(const mica_node_t *n, void *user)
+{
+    (void)user;
+    return n->op == MICA_OP_WEIGHT;
 }
 
 mica_status_t mica_pass_quantize(const mica_quant_options_t *opt, mica_const_store_t *store,
@@ -521,76 +578,49 @@ mica_status_t mica_pass_quantize(const mica_quant_options_t *opt, mica_const_sto
     if (opt->head != MICA_QUANT_HEAD_INT8 && opt->head != MICA_QUANT_HEAD_INT4)
         return mica_diag_set(d, MICA_ERR_INVALID, "quantize: unknown head choice %d",
                              (int)opt->head);
-    const mica_graph_t *old = *g;
-    const int32_t nn = old->n_nodes;
-    ctx_t c = {.opt = opt, .store = store, .old = old, .d = d,
-               .mode_name = c.mode_name};
+    ctx_t c = {.opt = opt, .store = store, .old = *g, .d = d, .mode_name = c.mode_name};
     c.sm.buf = opt->summary;
     c.sm.cap = opt->summary_cap;
     c.sm.len = opt->summary && opt->summary_cap ? strnlen(opt->summary, opt->summary_cap) : 0;
     if (c.sm.len >= c.sm.cap)
         c.sm.buf = NULL;
-    int32_t *map = malloc((size_t)(nn ? nn : 1) * sizeof *map);
-    bool *kept = calloc((size_t)(nn ? nn : 1), sizeof *kept); /* weights read other than rewritten */
-    mica_operand_t *ops = NULL;
-    mica_status_t s = MICA_OK;
-    if (!map || !kept || mica_graph_create(&c.ng) != MICA_OK) {
-        s = mica_diag_set(d, MICA_ERR_NOMEM, "quantize: out of memory");
-        goto done;
+    /* the new graph's weights point into store: it holds a reference */
+    if ((*g)->consts != store) {
+        if ((*g)->consts)
+            return mica_diag_set(d, MICA_ERR_INVALID,
+                                 "quantize: the graph already points into another store");
+        (*g)->consts = mica_const_store_retain(store);
     }
-    for (int32_t i = 0; i < nn; i++) {
-        const mica_node_t *n = old->nodes[i];
-        bool f_same = false;
-        if (quantizable(old, n) && (opt->mode == MICA_QUANT_F16 || opt->mode == MICA_QUANT_F32)) {
-            mica_dtype_t to = opt->mode == MICA_QUANT_F16 ? MICA_DTYPE_F16 : MICA_DTYPE_F32;
-            f_same = old->nodes[n->inputs[1].value]->type.dtype == to;
-        }
-        for (int32_t k = 0; k < n->n_inputs; k++)
-            if (!(k == 1 && quantizable(old, n) && !f_same))
-                kept[n->inputs[k].value] = true;
-    }
-    for (int32_t i = 0; i < nn && s == MICA_OK; i++) {
-        const mica_node_t *n = old->nodes[i];
-        map[i] = -1;
-        if (n->op == MICA_OP_WEIGHT && !kept[i])
-            continue; /* only rewritten matmuls read it: its new forms replace it */
-        mica_operand_t *in = n->n_inputs ? realloc(ops, (size_t)n->n_inputs * sizeof *in) : ops;
-        if (n->n_inputs && !in) {
-            s = mica_diag_set(d, MICA_ERR_NOMEM, "quantize: out of memory");
-            break;
-        }
-        ops = in;
-        for (int32_t k = 0; k < n->n_inputs; k++) {
-            in[k] = n->inputs[k];
-            in[k].value = map[in[k].value];
-        }
-        if (quantizable(old, n)) {
-            s = rewrite_matmul(&c, n, in[0], &map[i]);
-            if (s != MICA_OK || map[i] != -2)
-                continue;
-        }
-        mica_node_t copy = *n;
-        copy.inputs = in;
-        map[i] = mica_graph_append(c.ng, &copy, false);
-        if (map[i] < 0)
-            s = mica_diag_set(d, c.ng->error.code ? c.ng->error.code : MICA_ERR_INVALID,
-                              "quantize: %%%d: %s", i, c.ng->error.msg);
-    }
-    if (s == MICA_OK) {
+    const mica_rewrite_spec_t spec = {visit, removable, &c};
+    mica_status_t s = mica_rewrite_run(g, &spec, d);
+    if (s == MICA_OK)
         say(&c.sm, "# quantize %s: %lld matmuls, %lld weights made (%llu bytes), %lld made for an "
             "earlier graph\n", c.mode_name, (long long)c.n_matmuls,
             (long long)c.n_new, (unsigned long long)c.new_bytes, (long long)c.n_shared);
-        mica_graph_release(*g);
-        *g = c.ng;
-        c.ng = NULL;
-    } else {
+    else
         mica_diag_prefix(d, "quantize");
-    }
-done:
-    mica_graph_release(c.ng);
-    free(map);
-    free(kept);
-    free(ops);
     free(c.made);
+    free(c.acts);
     return s;
+}
+
+mica_status_t mica_pass_quantize_run(mica_pass_ctx_t *ctx, mica_graph_t **g)
+{
+    const mica_compile_options_t *co = &ctx->options;
+    mica_quant_options_t o;
+    memset(&o, 0, sizeof o);
+    o.mode = mica_quant_mode_from_name(co->quant ? co->quant : "w4a8");
+    if (o.mode == MICA_QUANT_MODE_COUNT)
+        return mica_diag_set(ctx->diag, MICA_ERR_INVALID, "unknown quantization '%s'", co->quant);
+    o.group = co->group;
+    o.head = co->head_quant && !strcmp(co->head_quant, "int4") ? MICA_QUANT_HEAD_INT4
+                                                               : MICA_QUANT_HEAD_INT8;
+    /* the graph's own store (a program's, shared by its graphs), or a new
+     * one the graph alone holds */
+    mica_const_store_t *store = (*g)->consts;
+    if (!store) {
+        MICA_TRY(mica_const_store_create(&store, ctx->diag));
+        (*g)->consts = store;
+    }
+    return mica_pass_quantize(&o, store, g, ctx->diag);
 }

@@ -28,6 +28,7 @@
 
 #include "const_store.h"
 #include "ir.h"
+#include "passes.h"
 
 typedef enum mica_quant_mode {
     MICA_QUANT_W4A8 = 0, /* the default (zeroed options) */
@@ -87,5 +88,10 @@ bool mica_quant_is_lossless(mica_dtype_t src_dtype, mica_dtype_t q_dtype);
 mica_status_t mica_quant_tensor(mica_dtype_t src_dtype, const void *src, int64_t n_rows,
                                 int64_t k, mica_dtype_t q_dtype, int64_t group, void *q,
                                 void *scales, void *mins, double *out_nmse, mica_diag_t *d);
+
+/* The pipeline's `quantize` pass: the options from ctx (quant, group,
+ * head_quant), the constants in the graph's store ((*g)->consts, made if
+ * the graph has none). */
+mica_status_t mica_pass_quantize_run(mica_pass_ctx_t *ctx, mica_graph_t **g);
 
 #endif
