@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "rewrite.h"
 
 /* ------------------------------------------------------------------------ */
 /* dtypes                                                                    */
@@ -369,6 +370,9 @@ int32_t mica_graph_append(mica_graph_t *g, const mica_node_t *n, bool infer)
         return fail(g, MICA_ERR_NOMEM, "out of memory");
     *c = *n;
     c->id = g->n_nodes;
+    c->origin = c->id;
+    if (n->note && !(c->note = mica_arena_strndup(g->arena, n->note, strlen(n->note))))
+        return fail(g, MICA_ERR_NOMEM, "out of memory");
     if (n->n_inputs < 0)
         return fail(g, MICA_ERR_INVALID, "negative operand count");
     if (n->n_inputs > 0) {
@@ -645,67 +649,20 @@ int32_t mica_build_raster(mica_graph_t *g, int32_t count, const int32_t *xs, mic
 /* ------------------------------------------------------------------------ */
 /* pruning                                                                   */
 
+/* Inputs and outputs are the interface: always kept. */
+static bool prunable(const mica_node_t *n, void *user)
+{
+    (void)user;
+    /* the interface, and stores that write state, stay even when unread */
+    return n->op != MICA_OP_OUTPUT && n->op != MICA_OP_INPUT && n->op != MICA_OP_STATE &&
+           n->op != MICA_OP_KV_STORE;
+}
+
 mica_status_t mica_graph_prune(mica_graph_t **g, mica_diag_t *d)
 {
-    mica_graph_t *old = *g;
-    int32_t n = old->n_nodes;
-    bool *live = calloc((size_t)(n ? n : 1), sizeof *live);
-    int32_t *remap = malloc((size_t)(n ? n : 1) * sizeof *remap);
-    mica_graph_t *ng = NULL;
-    mica_status_t s = MICA_OK;
-    if (!live || !remap || mica_graph_create(&ng) != MICA_OK) {
-        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory pruning the graph");
-        goto done;
-    }
-    /* Outputs, inputs and states are the interface, and stores write state:
-     * always kept. Walk backwards. */
-    for (int32_t i = n - 1; i >= 0; i--) {
-        const mica_node_t *nd = old->nodes[i];
-        if (nd->op == MICA_OP_OUTPUT || nd->op == MICA_OP_INPUT || nd->op == MICA_OP_STATE ||
-            nd->op == MICA_OP_KV_STORE)
-            live[i] = true;
-        if (!live[i])
-            continue;
-        for (int32_t k = 0; k < nd->n_inputs; k++) {
-            int32_t v = nd->inputs[k].value;
-            if (v < 0 || v >= i) {
-                s = mica_diag_set(d, MICA_ERR_INVALID, "%%%d: operand %%%d is not defined before it",
-                                  i, v);
-                goto done;
-            }
-            live[v] = true;
-        }
-    }
-    for (int32_t i = 0; i < n; i++) {
-        remap[i] = -1;
-        if (!live[i])
-            continue;
-        mica_node_t c = *old->nodes[i];
-        mica_operand_t ops[64], *in = ops;
-        if (c.n_inputs > 64 && !(in = malloc((size_t)c.n_inputs * sizeof *in))) {
-            s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory pruning the graph");
-            goto done;
-        }
-        for (int32_t k = 0; k < c.n_inputs; k++) {
-            in[k] = c.inputs[k];
-            in[k].value = remap[in[k].value];
-        }
-        c.inputs = in;
-        remap[i] = mica_graph_append(ng, &c, false);
-        if (in != ops)
-            free(in);
-        if (remap[i] < 0) {
-            s = ng->error.code;
-            mica_diag_set(d, s, "pruning: %s", ng->error.msg);
-            goto done;
-        }
-    }
-    mica_graph_release(old);
-    *g = ng;
-    ng = NULL;
-done:
-    mica_graph_release(ng);
-    free(live);
-    free(remap);
+    const mica_rewrite_spec_t spec = {NULL, prunable, NULL};
+    mica_status_t s = mica_rewrite_run(g, &spec, d);
+    if (s != MICA_OK)
+        mica_diag_prefix(d, "pruning");
     return s;
 }

@@ -175,6 +175,33 @@ typedef struct mica_operand {
     mica_view_t view;
 } mica_operand_t;
 
+#define MICA_MAX_PARTS 16 /* cores one op is split across */
+
+/* How an op's work is split across cores (the schedule pass). */
+typedef enum mica_split_axis {
+    MICA_SPLIT_NONE = 0, /* not split: one core runs it */
+    MICA_SPLIT_ROWS = 1, /* along the sequence (rows of the output) */
+    MICA_SPLIT_COLS = 2, /* along output channels (the last dim) */
+} mica_split_axis_t;
+
+/* What the memplan and schedule passes decided for one node; printed and
+ * parsed as annotations (see ir/print.c). All zero when not decided. */
+typedef struct mica_node_sched {
+    bool has_mem;        /* memplan gave the value arena memory */
+    int64_t mem_offset;  /* bytes from the arena start, MICA_MEMPLAN_ALIGN-aligned */
+    mica_split_axis_t split_axis;
+    int32_t n_parts;               /* 0 when not scheduled */
+    int64_t parts[MICA_MAX_PARTS]; /* items (rows or channels) per core, in the
+                                      target's core order, summing to the axis size */
+    bool has_cost;
+    int64_t bytes_read;    /* operands and weights, bytes */
+    int64_t bytes_written; /* the result, bytes */
+    int64_t int_ops;       /* integer multiply-adds counted as 2 ops */
+    int64_t float_ops;     /* float operations */
+    int64_t time_ns;       /* roofline time on the target: max(bytes / bandwidth,
+                              ops / peak) of the slowest part, nanoseconds */
+} mica_node_sched_t;
+
 typedef struct mica_node {
     int32_t id; /* == its index in the graph */
     mica_op_t op;
@@ -186,6 +213,18 @@ typedef struct mica_node {
     mica_region_t *regions; /* arena */
     const void *data;       /* weight only: bytes in the model file, not owned */
     uint64_t nbytes;        /* weight only: size of data (0 when not bound) */
+    /* Annotations that survive passes. origin is the id, at import, of the
+     * node this one derives from (== id at import; a rewrite keeps it when
+     * it copies or replaces a node, and nodes a pass makes take the origin
+     * of the node they replace), so a later pass or a person can tie a node
+     * back to the model. flags and note are what a pass decided about the
+     * node, for later passes and the dump: flags a bit set (bits are
+     * assigned by the passes that set them; 0 = none), note a short text
+     * such as "fused: rms_norm" (arena string, or NULL). */
+    int32_t origin;
+    uint32_t flags;
+    const char *note;
+    mica_node_sched_t sched; /* memplan and schedule decisions (zero: none) */
 } mica_node_t;
 
 typedef struct mica_arena mica_arena_t;
@@ -212,7 +251,9 @@ mica_status_t mica_graph_create(mica_graph_t **out_graph);
 void mica_graph_release(mica_graph_t *g);
 
 /* Appends a copy of *n (id ignored) and returns its id, or -1 on error.
- * Operands, strings, lists and regions are copied into g's arena. If
+ * Operands, strings, lists, regions and the note are copied into g's
+ * arena; flags are kept and origin is set to the new id (an appended node
+ * is its own origin; the parser and ir/rewrite.h set it afterwards). If
  * infer is true the output type is computed from the operands and
  * attributes (n->type is ignored); otherwise n->type is kept as given.
  * Any error (bad operand id, shape mismatch, ...) is recorded in g->error
@@ -295,6 +336,9 @@ mica_status_t mica_graph_verify(const mica_graph_t *g, mica_diag_t *d);
 
 /* Writes the graph as text: a header line, then one node per line,
  *   %N = opname(%a, %b) {attr=value, ...} : dtype[d0,d1]
+ * followed by " !{origin=O, flags=0xF, note="..."}" with only the
+ * annotations that differ from the defaults (origin == N, no flags, no
+ * note), and nothing when none does.
  * The output parses back (mica_graph_parse) to a graph that prints the same
  * bytes. Returns a malloc'd NUL-terminated string (caller frees) or NULL. */
 char *mica_graph_print(const mica_graph_t *g);
@@ -307,7 +351,8 @@ mica_status_t mica_graph_parse(const char *text, size_t len, mica_graph_t **out_
 /* Graphviz DOT of the graph; malloc'd string (caller frees) or NULL. */
 char *mica_graph_dot(const mica_graph_t *g);
 
-/* Removes nodes no output depends on and renumbers the rest (order kept).
+/* Removes nodes no output depends on and renumbers the rest (order kept;
+ * inputs and outputs always stay; origins, flags and notes are kept).
  * Replaces *g with the new graph (the old one is released). */
 mica_status_t mica_graph_prune(mica_graph_t **g, mica_diag_t *d);
 

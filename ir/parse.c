@@ -42,6 +42,7 @@ typedef struct parser {
     vec_t ints[MICA_MAX_ATTRS];      /* int64_t per list attribute */
     vec_t strs[MICA_MAX_ATTRS];      /* char per string attribute, NUL-ended */
     vec_t tmp;                       /* int64_t scratch for dims and strides */
+    vec_t note;                      /* char: the node's note, NUL-ended */
     vec_t lines;                     /* int32_t: line of node i */
 } parser_t;
 
@@ -582,6 +583,104 @@ static mica_status_t read_attrs(parser_t *p, const mica_op_info_t *info, mica_no
     return expect_char(p, '}', "'}' after the attributes");
 }
 
+/* Reads a hex number "0x..." of 1 to 8 digits (a uint32). */
+static mica_status_t read_hex32(parser_t *p, uint32_t *out)
+{
+    skip_ws(p);
+    size_t at = p->pos;
+    if (peek(p) != '0' || p->pos + 1 >= p->len || (p->s[p->pos + 1] != 'x'))
+        return expected(p, "a hex number '0x...'");
+    p->pos += 2;
+    uint32_t v = 0;
+    int digits = 0;
+    for (int h; (h = hex_value(peek(p))) >= 0; p->pos++) {
+        if (++digits > 8)
+            return PERR(p, at, "flags out of range (8 hex digits at most)");
+        v = v * 16 + (uint32_t)h;
+    }
+    if (digits == 0 || is_ident(peek(p)))
+        return PERR(p, at, "bad hex number");
+    *out = v;
+    return MICA_OK;
+}
+
+/* Reads "!{key=value, ...}" (the '!' at pos) into n and *out_origin. */
+static mica_status_t read_annotations(parser_t *p, mica_node_t *n, int64_t *out_origin)
+{
+    p->pos++; /* '!' */
+    if (peek(p) != '{')
+        return expected(p, "'{' after '!'");
+    p->pos++;
+    enum { ORIGIN, FLAGS, NOTE, MEM, SPLIT, COST, NS, N_KEYS };
+    static const char *const keys[N_KEYS] = {"origin", "flags", "note", "mem", "split", "cost", "ns"};
+    bool seen[N_KEYS] = {false};
+    mica_node_sched_t *sc = &n->sched;
+    for (bool more = !list_empty(p, '}'); more;) {
+        skip_ws(p);
+        size_t at = p->pos, len = 0, key_at = 0;
+        MICA_TRY(read_ident(p, "an annotation (origin, flags, note, mem, split, cost or ns)",
+                            &key_at, &len));
+        int k = 0;
+        while (k < N_KEYS && !(strlen(keys[k]) == len && memcmp(p->s + key_at, keys[k], len) == 0))
+            k++;
+        if (k == N_KEYS)
+            return PERR(p, at, "unknown annotation '%.*s' (origin, flags, note, mem, split, cost "
+                        "or ns)", (int)(len > 32 ? 32 : len), p->s + key_at);
+        if (seen[k])
+            return PERR(p, at, "annotation %s given twice", keys[k]);
+        seen[k] = true;
+        MICA_TRY(expect_char(p, '=', "'='"));
+        if (k == ORIGIN) {
+            MICA_TRY(read_int_in(p, 0, INT32_MAX, "origin", out_origin));
+        } else if (k == FLAGS) {
+            MICA_TRY(read_hex32(p, &n->flags));
+        } else if (k == NOTE) {
+            MICA_TRY(read_string(p, &p->note));
+            n->note = p->note.p;
+        } else if (k == MEM) {
+            MICA_TRY(read_int_in(p, 0, INT64_MAX, "mem offset", &sc->mem_offset));
+            sc->has_mem = true;
+        } else if (k == SPLIT) {
+            static const char *const axes[3] = {"none", "rows", "cols"};
+            skip_ws(p);
+            size_t ax_at = p->pos, ax_len = 0, ax_key = 0;
+            MICA_TRY(read_ident(p, "a split axis (none, rows or cols)", &ax_key, &ax_len));
+            int a = 0;
+            while (a < 3 && !(strlen(axes[a]) == ax_len && memcmp(p->s + ax_key, axes[a], ax_len) == 0))
+                a++;
+            if (a == 3)
+                return PERR(p, ax_at, "unknown split axis (none, rows or cols)");
+            sc->split_axis = (mica_split_axis_t)a;
+            MICA_TRY(expect_char(p, '[', "'[' before the parts"));
+            sc->n_parts = 0;
+            for (bool more_parts = !list_empty(p, ']'); more_parts;) {
+                if (sc->n_parts == MICA_MAX_PARTS)
+                    return PERR(p, p->pos, "more than %d parts", MICA_MAX_PARTS);
+                MICA_TRY(read_int_in(p, 0, INT64_MAX, "part", &sc->parts[sc->n_parts++]));
+                MICA_TRY(list_next(p, ']', &more_parts));
+            }
+            if (sc->n_parts == 0)
+                return PERR(p, ax_at, "a split needs at least one part");
+        } else if (k == COST) {
+            int64_t *dst[4] = {&sc->bytes_read, &sc->bytes_written, &sc->int_ops, &sc->float_ops};
+            MICA_TRY(expect_char(p, '[', "'[' before the cost"));
+            for (int c = 0; c < 4; c++) {
+                MICA_TRY(read_int_in(p, 0, INT64_MAX, "cost", dst[c]));
+                if (c < 3)
+                    MICA_TRY(expect_char(p, ',', "',' (cost is [read, write, iops, flops])"));
+            }
+            MICA_TRY(expect_char(p, ']', "']' after the four costs"));
+            sc->has_cost = true;
+        } else {
+            MICA_TRY(read_int_in(p, 0, INT64_MAX, "ns", &sc->time_ns));
+        }
+        MICA_TRY(list_next(p, '}', &more));
+    }
+    if (seen[COST] != seen[NS])
+        return PERR(p, p->pos, "cost and ns come together");
+    return MICA_OK;
+}
+
 /* Reads one node line (pos at its '%') and appends it to the graph. */
 static mica_status_t read_node(parser_t *p)
 {
@@ -626,6 +725,10 @@ static mica_status_t read_node(parser_t *p)
     skip_ws(p);
     size_t type_at = p->pos;
     MICA_TRY(read_type(p, &n.type));
+    int64_t origin = self;
+    skip_ws(p);
+    if (peek(p) == '!')
+        MICA_TRY(read_annotations(p, &n, &origin));
 
     skip_comment(p);
     if (peek(p) >= 0 && peek(p) != '\n') {
@@ -649,6 +752,7 @@ static mica_status_t read_node(parser_t *p)
     if (mica_graph_append(p->g, &n, false) < 0)
         return perr_code(p, at, p->g->error.code ? p->g->error.code : MICA_ERR_INVALID, "%s",
                          p->g->error.msg);
+    p->g->nodes[self]->origin = (int32_t)origin;
     if (!vec_push(&p->lines, &p->line, sizeof p->line))
         return NOMEM(p);
     return MICA_OK;
@@ -731,6 +835,7 @@ mica_status_t mica_graph_parse(const char *text, size_t len, mica_graph_t **out_
     vec_free(&p.operands);
     vec_free(&p.regions);
     vec_free(&p.tmp);
+    vec_free(&p.note);
     vec_free(&p.lines);
     for (int i = 0; i < MICA_MAX_ATTRS; i++) {
         vec_free(&p.ints[i]);

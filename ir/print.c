@@ -4,7 +4,7 @@
  *   header   = "# mica ir 1"                    (the first line, always)
  *   line     = [ node ] [ "#" comment ]         (blank lines allowed)
  *   node     = "%" ID " = " OP "(" [ operand { ", " operand } ] ")"
- *              [ " {" attr { ", " attr } "}" ] " : " type
+ *              [ " {" attr { ", " attr } "}" ] " : " type [ " " annots ]
  *   operand  = "%" ID [ " view " dims " " view ]
  *   attr     = NAME "=" value                   (every attribute of OP, in
  *                                                the order of ops.def)
@@ -18,6 +18,17 @@
  *   type     = DTYPE dims [ " packed(" EP "," HP "," LP ")" ]
  *   dims     = "[" [ INT { "," INT } ] "]"      (0..6 entries; "[]" scalar)
  *   view     = OFFSET "+" "[" STRIDE { "," STRIDE } "]"  (one per dim)
+ *   annots   = "!{" annot { ", " annot } "}"   (each key at most once)
+ *   annot    = "origin=" INT                   node's origin, 0..2^31-1
+ *            | "flags=0x" HEX                  pass flags, 1 to 8 hex digits
+ *            | "note=" STRING                  pass note
+ *            | "mem=" INT                      arena offset in bytes (memplan)
+ *            | "split=" AXIS "[" INT { "," INT } "]"
+ *                                              items per core; AXIS rows|cols|none
+ *            | "cost=[" INT "," INT "," INT "," INT "]"
+ *                                              bytes read, bytes written, integer
+ *                                              ops, float ops (schedule)
+ *            | "ns=" INT                       roofline time, nanoseconds (with cost)
  *
  * ID is the node's index (0, 1, 2, ... in order). INT is a decimal int64
  * ("-" allowed). FLOAT is printed with %.17g, so it reads back to the same
@@ -27,6 +38,11 @@
  * gather region (index_input, index_dim). The printer writes exactly the
  * spacing above; the parser allows any spaces or tabs between tokens but
  * never a line break inside a node. Weight bytes are not part of the text.
+ * The printer writes annots in the order origin, flags, note, and only
+ * those that differ from the defaults (origin == ID, flags 0, no note);
+ * "!{...}" is left out when none does, so a graph without annotations
+ * prints as before. The parser takes the keys in any order; a node
+ * without "origin=" is its own origin.
  *
  * Only the generic attribute kinds have printing code; which attributes an
  * op has and in which order comes from the op table.
@@ -93,6 +109,44 @@ static void put_attr(mica_sbuf_t *b, const mica_node_t *n, int32_t k, mica_attr_
     }
 }
 
+/* " !{origin=.., flags=.., note=..}" with the non-default entries, if any. */
+static void put_annotations(mica_sbuf_t *b, int32_t index, const mica_node_t *n)
+{
+    const char *sep = " !{";
+    if (n->origin != index) {
+        mica_sb_printf(b, "%sorigin=%d", sep, n->origin);
+        sep = ", ";
+    }
+    if (n->flags) {
+        mica_sb_printf(b, "%sflags=0x%x", sep, (unsigned)n->flags);
+        sep = ", ";
+    }
+    if (n->note) {
+        mica_sb_printf(b, "%snote=", sep);
+        mica_text_put_string(b, n->note);
+        sep = ", ";
+    }
+    const mica_node_sched_t *sc = &n->sched;
+    if (sc->has_mem) {
+        mica_sb_printf(b, "%smem=%lld", sep, (long long)sc->mem_offset);
+        sep = ", ";
+    }
+    if (sc->n_parts > 0) {
+        static const char *const axes[3] = {"none", "rows", "cols"};
+        mica_sb_printf(b, "%ssplit=%s", sep, axes[sc->split_axis]);
+        mica_text_put_dims(b, sc->n_parts, sc->parts);
+        sep = ", ";
+    }
+    if (sc->has_cost) {
+        mica_sb_printf(b, "%scost=[%lld,%lld,%lld,%lld], ns=%lld", sep,
+                       (long long)sc->bytes_read, (long long)sc->bytes_written,
+                       (long long)sc->int_ops, (long long)sc->float_ops, (long long)sc->time_ns);
+        sep = ", ";
+    }
+    if (sep[0] == ',')
+        mica_sb_putn(b, "}", 1);
+}
+
 static void put_node(mica_sbuf_t *b, int32_t index, const mica_node_t *n)
 {
     const mica_op_info_t *info = mica_op_info(n->op);
@@ -115,6 +169,7 @@ static void put_node(mica_sbuf_t *b, int32_t index, const mica_node_t *n)
     }
     mica_sb_puts(b, " : ");
     mica_text_put_type(b, &n->type);
+    put_annotations(b, index, n);
     mica_sb_putn(b, "\n", 1);
 }
 

@@ -8,8 +8,8 @@
  * layout, the stored type equal to mica_node_infer_type's (which also
  * checks views and regions against their tensors), and for rasters of at
  * most VERIFY_BITMAP_MAX output elements, that no element is written
- * twice. Then for the graph: input names are distinct, and so are output
- * names.
+ * twice; the origin annotation is not negative. Then for the graph: input
+ * names are distinct, and so are output names.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -179,6 +179,33 @@ static mica_status_t verify_node(const mica_graph_t *g, int32_t i, uint8_t **bit
         default:
             break;
         }
+    }
+    if (n->origin < 0)
+        return BAD("%%%d (%s): origin %d is negative", i, op, n->origin);
+    const mica_node_sched_t *sc = &n->sched;
+    if (sc->has_mem && (sc->mem_offset < 0 || sc->mem_offset % 64 != 0))
+        return BAD("%%%d (%s): arena offset %lld is not 64-byte aligned", i, op,
+                   (long long)sc->mem_offset);
+    if (sc->n_parts < 0 || sc->n_parts > MICA_MAX_PARTS ||
+        (unsigned)sc->split_axis > MICA_SPLIT_COLS)
+        return BAD("%%%d (%s): bad split (%d parts)", i, op, sc->n_parts);
+    if (sc->n_parts > 0) {
+        const mica_type_t *t = &n->type;
+        int64_t last = t->rank ? t->shape[t->rank - 1] : 1, want = 1;
+        if (sc->split_axis == MICA_SPLIT_COLS)
+            want = last;
+        else if (sc->split_axis == MICA_SPLIT_ROWS)
+            want = mica_type_numel(t) / last;
+        int64_t sum = 0;
+        for (int32_t k = 0; k < sc->n_parts; k++) {
+            if (sc->parts[k] < 0 || sc->parts[k] > INT64_MAX / 2 - sum)
+                return BAD("%%%d (%s): split part %d is %lld", i, op, k, (long long)sc->parts[k]);
+            sum += sc->parts[k];
+        }
+        static const char *const axes[3] = {"none", "rows", "cols"};
+        if (sum != want)
+            return BAD("%%%d (%s): split parts sum to %lld, the %s axis has %lld", i, op,
+                       (long long)sum, axes[sc->split_axis], (long long)want);
     }
     if (n->op != MICA_OP_RASTER && n->n_regions != 0)
         return BAD("%%%d (%s): carries regions but is not a raster", i, op);

@@ -14,37 +14,39 @@
  *     operand marked strided in ops.def.
  *  4. Rasters nobody reads any more are removed.
  *
- * A raster that a graph output reads stays materialized. Work happens on a
- * malloc'd copy of the nodes; the result is a new graph.
+ * A raster that a graph output reads stays materialized.
+ *
+ * Two walks of mica_rewrite_run, each linear in the graph (plus the region
+ * algebra per raster): the first composes each raster, in order, through
+ * the already composed rasters it reads in the new graph (so one walk
+ * reaches the fixpoint: a raster's producers are final when it is
+ * visited); the second decides phases 2-3 per raster from the use lists
+ * of the composed graph and replaces the raster by its source or a view of
+ * it, then drops rasters nobody reads (phase 4). Rasters that lost their
+ * readers in the first walk are kept until the second one ends, so they
+ * still count as readers there (as when the phases ran in place).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "passes.h"
 #include "region.h"
+#include "rewrite.h"
 
 enum { FOLD_REGION_BUDGET = 64 };
 
-/* A node being rewritten; inputs and regions are malloc'd copies. */
+/* A raster being composed: malloc'd operands (values of the new graph)
+ * and regions. */
 typedef struct wnode {
-    const mica_node_t *orig; /* in the old graph: attributes, data, type */
     int32_t n_inputs;
     mica_operand_t *inputs;
     int32_t n_regions;
     mica_region_t *regions;
-    bool dead;
 } wnode_t;
 
-typedef struct work {
-    const mica_graph_t *g;
-    int32_t n;
-    wnode_t *nodes;
-    int32_t *uses; /* live readers per node (phase 4) */
-} work_t;
-
-static bool is_raster(const work_t *w, int32_t v)
+static bool is_raster(const mica_graph_t *g, int32_t v)
 {
-    return !w->nodes[v].dead && w->nodes[v].orig->op == MICA_OP_RASTER;
+    return g->nodes[v]->op == MICA_OP_RASTER;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -107,13 +109,13 @@ done:
     return s;
 }
 
-/* Rewrites the regions of raster r that read slot k (a raster p) to read
- * p's sources. MICA_ERR_UNSUPPORTED leaves r as it was. */
-static mica_status_t compose_through(work_t *w, wnode_t *r, int32_t k)
+/* Rewrites the regions of raster r that read slot k (raster p of graph g)
+ * to read p's sources. MICA_ERR_UNSUPPORTED leaves r as it was. */
+static mica_status_t compose_through(const mica_graph_t *g, wnode_t *r, int32_t k)
 {
-    const wnode_t *p = &w->nodes[r->inputs[k].value];
+    const mica_node_t *p = g->nodes[r->inputs[k].value];
     int32_t per_region = p->n_regions > 0 ? p->n_regions : 1;
-    int64_t x_numel = mica_type_numel(&p->orig->type);
+    int64_t x_numel = mica_type_numel(&p->type);
     mica_region_t *regs = malloc((size_t)FOLD_REGION_BUDGET * sizeof *regs);
     mica_region_t *tmp = malloc((size_t)per_region * sizeof *tmp);
     mica_operand_t *ops = malloc((size_t)r->n_inputs * sizeof *ops);
@@ -172,54 +174,85 @@ done:
     return s;
 }
 
-/* Composes every raster through the rasters it reads, to a fixpoint. */
-static mica_status_t compose_all(work_t *w, mica_diag_t *d)
+/* Composes raster r (operands in graph g) through the rasters of g it
+ * reads, until nothing changes; `id` names it in messages. */
+static mica_status_t compose_raster(const mica_graph_t *g, wnode_t *r, int32_t id, mica_diag_t *d)
 {
-    bool changed = true;
-    while (changed) {
-        changed = false;
-        for (int32_t i = 0; i < w->n; i++) {
-            wnode_t *r = &w->nodes[i];
-            if (!is_raster(w, i))
-                continue;
-            /* each success replaces reads of a raster by reads of earlier
-             * values, so this terminates */
-            for (int32_t k = 0; k < r->n_inputs; k++) {
-                int32_t v = r->inputs[k].value;
-                bool read = false;
-                for (int32_t j = 0; j < r->n_regions && !read; j++)
-                    read = r->regions[j].input == k;
-                if (!read || r->inputs[k].has_view || !is_raster(w, v))
-                    continue;
-                mica_status_t s = compose_through(w, r, k);
-                if (s == MICA_ERR_UNSUPPORTED)
-                    continue;
-                if (s == MICA_ERR_NOMEM)
-                    return mica_diag_set(d, s, "%%%d: out of memory composing regions", i);
-                if (s != MICA_OK)
-                    return mica_diag_set(d, s, "%%%d: a region reading %%%d is malformed", i, v);
-                changed = true;
-                k = -1; /* the operand list changed: start over */
-            }
-        }
+    /* each success replaces reads of a raster by reads of earlier values,
+     * so this terminates */
+    for (int32_t k = 0; k < r->n_inputs; k++) {
+        int32_t v = r->inputs[k].value;
+        bool read = false;
+        for (int32_t j = 0; j < r->n_regions && !read; j++)
+            read = r->regions[j].input == k;
+        if (!read || r->inputs[k].has_view || !is_raster(g, v))
+            continue;
+        mica_status_t s = compose_through(g, r, k);
+        if (s == MICA_ERR_UNSUPPORTED)
+            continue;
+        if (s == MICA_ERR_NOMEM)
+            return mica_diag_set(d, s, "%%%d: out of memory composing regions", id);
+        if (s != MICA_OK)
+            return mica_diag_set(d, s, "%%%d: a region reading %%%d is malformed", id, v);
+        k = -1; /* the operand list changed: start over */
     }
     return MICA_OK;
+}
+
+/* Walk 1: a raster is composed through the (final) rasters it reads in the
+ * new graph; anything else is copied. */
+static mica_status_t compose_visit(mica_rewriter_t *rw, const mica_node_t *n, void *user,
+                                   mica_diag_t *d)
+{
+    (void)user;
+    if (n->op != MICA_OP_RASTER)
+        return mica_rewrite_copy(rw, n) < 0 ? MICA_ERR_INVALID : MICA_OK;
+    for (int32_t r = 0; r < n->n_regions; r++) {
+        const mica_region_t *rg = &n->regions[r];
+        if (rg->input < 0 || rg->input >= n->n_inputs || rg->index_input >= n->n_inputs)
+            return mica_diag_set(d, MICA_ERR_INVALID, "%%%d: region %d reads a missing operand",
+                                 n->id, r);
+    }
+    wnode_t w;
+    w.n_inputs = n->n_inputs;
+    w.n_regions = n->n_regions;
+    w.inputs = malloc((size_t)(n->n_inputs ? n->n_inputs : 1) * sizeof *w.inputs);
+    w.regions = malloc((size_t)(n->n_regions ? n->n_regions : 1) * sizeof *w.regions);
+    mica_status_t s = MICA_OK;
+    if (!w.inputs || !w.regions)
+        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    for (int32_t k = 0; s == MICA_OK && k < n->n_inputs; k++)
+        s = mica_rewrite_remap(rw, &n->inputs[k], &w.inputs[k]);
+    if (s == MICA_OK) {
+        if (n->n_regions > 0)
+            memcpy(w.regions, n->regions, (size_t)n->n_regions * sizeof *w.regions);
+        s = compose_raster(mica_rewrite_new(rw), &w, n->id, d);
+    }
+    if (s == MICA_OK) {
+        mica_node_t c = *n;
+        c.n_inputs = w.n_inputs;
+        c.inputs = w.inputs;
+        c.n_regions = w.n_regions;
+        c.regions = w.regions;
+        if (mica_rewrite_emit(rw, &c, false) < 0)
+            s = MICA_ERR_INVALID;
+    }
+    free(w.inputs);
+    free(w.regions);
+    return s;
 }
 
 /* ------------------------------------------------------------------------ */
 /* 2-3. identity copies and views                                            */
 
-/* True if some live node reads value v through an output op. */
-static bool read_by_output(const work_t *w, int32_t v)
+/* True if an output op reads value v. */
+static bool read_by_output(const mica_graph_t *g, const mica_uses_t *uses, int32_t v)
 {
-    for (int32_t i = v + 1; i < w->n; i++) {
-        const wnode_t *u = &w->nodes[i];
-        if (u->dead || u->orig->op != MICA_OP_OUTPUT)
-            continue;
-        for (int32_t k = 0; k < u->n_inputs; k++)
-            if (u->inputs[k].value == v)
-                return true;
-    }
+    int32_t n = 0;
+    const mica_use_t *u = mica_uses_of(uses, v, &n);
+    for (int32_t i = 0; i < n; i++)
+        if (g->nodes[u[i].node]->op == MICA_OP_OUTPUT)
+            return true;
     return false;
 }
 
@@ -259,201 +292,92 @@ static bool region_as_view(const mica_region_t *rg, const mica_type_t *t, mica_v
     return true;
 }
 
-static bool is_identity(const work_t *w, const wnode_t *r)
+static bool is_identity(const mica_graph_t *g, const mica_node_t *r)
 {
     if (r->n_regions != 1 || r->regions[0].index_input >= 0)
         return false;
-    const mica_node_t *src = w->nodes[r->inputs[r->regions[0].input].value].orig;
-    if (!mica_type_equal(&src->type, &r->orig->type))
+    const mica_node_t *src = g->nodes[r->inputs[r->regions[0].input].value];
+    if (!mica_type_equal(&src->type, &r->type))
         return false;
     mica_region_t c = r->regions[0];
     mica_region_canonicalize(&c);
-    int64_t numel = mica_type_numel(&r->orig->type);
+    int64_t numel = mica_type_numel(&r->type);
     return c.rank == 1 && c.size[0] == numel && c.src.offset == 0 && c.dst.offset == 0 &&
            (numel == 1 || (c.src.stride[0] == 1 && c.dst.stride[0] == 1));
 }
 
-/* Every live reader of v reads it through a strided operand without a view. */
-static bool all_readers_strided(const work_t *w, int32_t v)
+/* Every reader of v reads it through a strided operand without a view. */
+static bool all_readers_strided(const mica_graph_t *g, const mica_uses_t *uses, int32_t v)
 {
-    bool any = false;
-    for (int32_t i = v + 1; i < w->n; i++) {
-        const wnode_t *u = &w->nodes[i];
-        if (u->dead)
-            continue;
-        uint32_t mask = mica_op_info(u->orig->op)->strided_mask;
-        for (int32_t k = 0; k < u->n_inputs; k++) {
-            if (u->inputs[k].value != v)
-                continue;
-            if (u->inputs[k].has_view || !(mask & (1u << k)))
-                return false;
-            any = true;
-        }
+    int32_t n = 0;
+    const mica_use_t *u = mica_uses_of(uses, v, &n);
+    for (int32_t i = 0; i < n; i++) {
+        const mica_node_t *reader = g->nodes[u[i].node];
+        uint32_t mask = mica_op_info(reader->op)->strided_mask;
+        int32_t k = u[i].operand;
+        if (reader->inputs[k].has_view || k >= 32 || !(mask & (1u << k)))
+            return false;
     }
-    return any;
+    return n > 0;
 }
 
-/* One sweep of phases 2 and 3; true if an operand was rewritten. */
-static bool fold_views(work_t *w)
+/* Walk 2 (phases 2-3): a single-region raster no output reads becomes its
+ * source (an identity copy) or a view of it that every reader takes;
+ * anything else is copied. Readers of a raster are later in the graph, so
+ * when v is visited they still read it as the first walk left them. */
+static mica_status_t view_visit(mica_rewriter_t *rw, const mica_node_t *r, void *user,
+                                mica_diag_t *d)
 {
-    bool changed = false;
-    for (int32_t v = 0; v < w->n; v++) {
-        wnode_t *r = &w->nodes[v];
-        if (!is_raster(w, v) || r->n_regions != 1 || read_by_output(w, v))
-            continue;
-        int32_t src = r->inputs[r->regions[0].input].value;
+    (void)d;
+    const mica_uses_t *uses = user;
+    const mica_graph_t *g = mica_rewrite_old(rw);
+    int32_t v = r->id;
+    if (r->op != MICA_OP_RASTER || r->n_regions != 1 || read_by_output(g, uses, v))
+        return mica_rewrite_copy(rw, r) < 0 ? MICA_ERR_INVALID : MICA_OK;
+    int32_t src = r->inputs[r->regions[0].input].value;
+    const mica_operand_t *m = mica_rewrite_lookup(rw, src);
+    if (m && !m->has_view) {
+        if (is_identity(g, r))
+            return mica_rewrite_replace(rw, m->value); /* same type: any view still fits */
+        const mica_type_t *t = &r->type;
         mica_operand_t with;
         memset(&with, 0, sizeof with);
-        with.value = src;
-        if (!is_identity(w, r)) {
-            const mica_type_t *t = &r->orig->type;
-            const mica_node_t *s = w->nodes[src].orig;
-            if (t->rank < 1 || s->type.layout.kind != MICA_LAYOUT_ROW_MAJOR ||
-                !all_readers_strided(w, v) || !region_as_view(&r->regions[0], t, &with.view))
-                continue;
+        with.value = m->value;
+        if (t->rank >= 1 && g->nodes[src]->type.layout.kind == MICA_LAYOUT_ROW_MAJOR &&
+            all_readers_strided(g, uses, v) && region_as_view(&r->regions[0], t, &with.view)) {
             with.has_view = true;
             with.view_rank = t->rank;
             memcpy(with.view_shape, t->shape, sizeof with.view_shape);
-        }
-        for (int32_t i = v + 1; i < w->n; i++) {
-            wnode_t *u = &w->nodes[i];
-            if (u->dead)
-                continue;
-            for (int32_t k = 0; k < u->n_inputs; k++) {
-                if (u->inputs[k].value != v)
-                    continue;
-                if (with.has_view)
-                    u->inputs[k] = with;
-                else
-                    u->inputs[k].value = src; /* same type: any view it had still fits */
-                changed = true;
-            }
+            return mica_rewrite_replace_view(rw, &with);
         }
     }
-    return changed;
+    return mica_rewrite_copy(rw, r) < 0 ? MICA_ERR_INVALID : MICA_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* 4. dead rasters and the rebuild                                           */
-
-static void remove_dead_rasters(work_t *w)
+/* Phase 4: rasters nobody reads go. */
+static bool raster_removable(const mica_node_t *n, void *user)
 {
-    memset(w->uses, 0, (size_t)w->n * sizeof *w->uses);
-    for (int32_t i = 0; i < w->n; i++)
-        for (int32_t k = 0; !w->nodes[i].dead && k < w->nodes[i].n_inputs; k++)
-            w->uses[w->nodes[i].inputs[k].value]++;
-    for (int32_t i = w->n - 1; i >= 0; i--) {
-        wnode_t *r = &w->nodes[i];
-        if (!is_raster(w, i) || w->uses[i] > 0)
-            continue;
-        r->dead = true;
-        for (int32_t k = 0; k < r->n_inputs; k++)
-            w->uses[r->inputs[k].value]--;
-    }
+    (void)user;
+    return n->op == MICA_OP_RASTER;
 }
 
-static mica_status_t rebuild(work_t *w, mica_graph_t **out, mica_diag_t *d)
+mica_status_t mica_pass_fold_regions_run(mica_pass_ctx_t *ctx, mica_graph_t **g)
 {
-    mica_graph_t *ng = NULL;
-    int32_t *remap = malloc((size_t)(w->n ? w->n : 1) * sizeof *remap);
-    mica_status_t s = MICA_OK;
-    if (!remap || mica_graph_create(&ng) != MICA_OK) {
-        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (int32_t i = 0; i < w->n; i++) {
-        wnode_t *u = &w->nodes[i];
-        remap[i] = -1;
-        if (u->dead)
-            continue;
-        for (int32_t k = 0; k < u->n_inputs; k++)
-            u->inputs[k].value = remap[u->inputs[k].value];
-        mica_node_t c = *u->orig;
-        c.n_inputs = u->n_inputs;
-        c.inputs = u->inputs;
-        c.n_regions = u->n_regions;
-        c.regions = u->regions;
-        remap[i] = mica_graph_append(ng, &c, false);
-        if (remap[i] < 0) {
-            s = mica_diag_set(d, ng->error.code ? ng->error.code : MICA_ERR_INVALID,
-                              "rebuilding %%%d (%s): %s", i, mica_op_info(c.op)->name,
-                              ng->error.msg);
-            goto done;
-        }
-    }
-    *out = ng;
-    ng = NULL;
-done:
-    mica_graph_release(ng);
-    free(remap);
-    return s;
-}
-
-static void work_free(work_t *w)
-{
-    for (int32_t i = 0; w->nodes && i < w->n; i++) {
-        free(w->nodes[i].inputs);
-        free(w->nodes[i].regions);
-    }
-    free(w->nodes);
-    free(w->uses);
-}
-
-static mica_status_t work_load(work_t *w, const mica_graph_t *g, mica_diag_t *d)
-{
-    memset(w, 0, sizeof *w);
-    w->g = g;
-    w->n = g->n_nodes;
-    size_t n = (size_t)(g->n_nodes ? g->n_nodes : 1);
-    w->nodes = calloc(n, sizeof *w->nodes);
-    w->uses = calloc(n, sizeof *w->uses);
-    if (!w->nodes || !w->uses)
-        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const mica_node_t *nd = g->nodes[i];
-        wnode_t *u = &w->nodes[i];
-        u->orig = nd;
-        u->n_inputs = nd->n_inputs;
-        u->n_regions = nd->op == MICA_OP_RASTER ? nd->n_regions : 0;
-        u->inputs = malloc((size_t)(nd->n_inputs ? nd->n_inputs : 1) * sizeof *u->inputs);
-        u->regions = malloc((size_t)(u->n_regions ? u->n_regions : 1) * sizeof *u->regions);
-        if (!u->inputs || !u->regions)
-            return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-        for (int32_t k = 0; k < nd->n_inputs; k++) {
-            if (nd->inputs[k].value < 0 || nd->inputs[k].value >= i)
-                return mica_diag_set(d, MICA_ERR_INVALID,
-                                     "%%%d: operand %d (%%%d) is not defined before it", i, k,
-                                     nd->inputs[k].value);
-            u->inputs[k] = nd->inputs[k];
-        }
-        for (int32_t r = 0; r < u->n_regions; r++) {
-            const mica_region_t *rg = &nd->regions[r];
-            if (rg->input < 0 || rg->input >= nd->n_inputs || rg->index_input >= nd->n_inputs)
-                return mica_diag_set(d, MICA_ERR_INVALID, "%%%d: region %d reads a missing operand",
-                                     i, r);
-            u->regions[r] = *rg;
-        }
-    }
-    return MICA_OK;
-}
-
-mica_status_t mica_pass_fold_regions(mica_graph_t **g, mica_diag_t *d)
-{
-    work_t w;
-    mica_graph_t *ng = NULL;
-    mica_status_t s = work_load(&w, *g, d);
-    if (s == MICA_OK)
-        s = compose_all(&w, d);
+    mica_diag_t *d = ctx->diag;
+    const mica_rewrite_spec_t compose = {compose_visit, NULL, NULL};
+    mica_graph_t *mid = NULL;
+    MICA_TRY(mica_rewrite_build(*g, &compose, &mid, d));
+    mica_uses_t uses;
+    mica_status_t s = mica_uses_build(mid, ctx->scratch, &uses, d);
     if (s == MICA_OK) {
-        while (fold_views(&w))
-            continue;
-        remove_dead_rasters(&w);
-        s = rebuild(&w, &ng, d);
+        const mica_rewrite_spec_t views = {view_visit, raster_removable, &uses};
+        s = mica_rewrite_run(&mid, &views, d);
     }
-    work_free(&w);
-    if (s != MICA_OK)
+    if (s != MICA_OK) {
+        mica_graph_release(mid);
         return s;
+    }
     mica_graph_release(*g);
-    *g = ng;
+    *g = mid;
     return MICA_OK;
 }

@@ -8,14 +8,22 @@
  *   broadcast  one region, source stride 0 on the expanded dims
  *   gather     one gather region reading dim `axis` through the ids operand
  *
- * The graph is rebuilt: other ops are copied with their operand ids
- * remapped (views kept). Regions are canonical (mica_region_canonicalize).
+ * The graph is rebuilt with mica_rewrite_run: other ops are copied with
+ * their operand ids remapped (views kept); ids, origins and annotations do
+ * not change. Regions are canonical (mica_region_canonicalize).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "passes.h"
 #include "region.h"
+#include "rewrite.h"
+
+/* Room for the regions of one node (one per operand), reused. */
+typedef struct geometry_scratch {
+    mica_region_t *regions;
+    int32_t cap;
+} geometry_scratch_t;
 
 static mica_region_t region_init(int32_t input, int32_t rank, const int64_t *size)
 {
@@ -52,15 +60,14 @@ static mica_status_t lower(const mica_graph_t *g, const mica_node_t *n, mica_reg
         break;
     }
     case MICA_OP_TRANSPOSE: {
-        int32_t np;
-        const int64_t *perm = mica_node_attr_ints(n, "perm", &np);
+        const int64_t *perm = mica_attr_transpose_perm(n)->v;
         for (int32_t k = 0; k < y->rank; k++)
             r.src.stride[k] = xs[perm[k]];
         break;
     }
     case MICA_OP_SLICE: {
-        const int64_t *st = mica_node_attr_ints(n, "starts", NULL);
-        const int64_t *sp = mica_node_attr_ints(n, "steps", NULL);
+        const int64_t *st = mica_attr_slice_starts(n)->v;
+        const int64_t *sp = mica_attr_slice_steps(n)->v;
         for (int32_t k = 0; k < y->rank; k++) {
             r.src.offset += st[k] * xs[k];
             r.src.stride[k] = xs[k] * sp[k];
@@ -77,13 +84,13 @@ static mica_status_t lower(const mica_graph_t *g, const mica_node_t *n, mica_reg
     }
     case MICA_OP_GATHER: {
         r.index_input = 1;
-        r.index_dim = (int32_t)mica_node_attr_i(n, "axis");
+        r.index_dim = (int32_t)mica_attr_gather_axis(n);
         for (int32_t k = 0; k < y->rank; k++)
             r.src.stride[k] = xs[k];
         break;
     }
     case MICA_OP_CONCAT: {
-        int32_t axis = (int32_t)mica_node_attr_i(n, "axis");
+        int32_t axis = (int32_t)mica_attr_concat_axis(n);
         int64_t at = 0;
         for (int32_t i = 0; i < n->n_inputs; i++) {
             mica_type_t u = mica_operand_type(g, &n->inputs[i]);
@@ -134,76 +141,42 @@ static mica_status_t check_movable(const mica_graph_t *g, const mica_node_t *n, 
     return MICA_OK;
 }
 
-mica_status_t mica_pass_geometry(mica_graph_t **g, mica_diag_t *d)
+/* The rewrite's visit: a data-movement node becomes a raster over the same
+ * operands (and keeps the node's flags and note); anything else is copied. */
+static mica_status_t visit(mica_rewriter_t *rw, const mica_node_t *n, void *user, mica_diag_t *d)
 {
-    const mica_graph_t *old = *g;
-    mica_graph_t *ng = NULL;
-    int32_t *remap = malloc((size_t)(old->n_nodes ? old->n_nodes : 1) * sizeof *remap);
-    mica_operand_t *ops = NULL;
-    mica_region_t *regions = NULL;
-    int32_t cap = 0;
-    mica_status_t s = MICA_OK;
-    if (!remap || mica_graph_create(&ng) != MICA_OK) {
-        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-        goto done;
+    geometry_scratch_t *sc = user;
+    if (!mica_op_is_data_movement(n->op))
+        return mica_rewrite_copy(rw, n) < 0 ? MICA_ERR_INVALID : MICA_OK;
+    const mica_graph_t *old = mica_rewrite_old(rw);
+    if (n->n_inputs > sc->cap) {
+        mica_region_t *r = realloc(sc->regions, (size_t)n->n_inputs * sizeof *r);
+        if (!r)
+            return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+        sc->regions = r;
+        sc->cap = n->n_inputs;
     }
-    for (int32_t i = 0; i < old->n_nodes; i++) {
-        const mica_node_t *n = old->nodes[i];
-        if (n->n_inputs > cap) {
-            cap = n->n_inputs;
-            mica_operand_t *o = realloc(ops, (size_t)cap * sizeof *o);
-            mica_region_t *r = o ? realloc(regions, (size_t)cap * sizeof *r) : NULL;
-            if (o)
-                ops = o;
-            if (r)
-                regions = r;
-            if (!o || !r) {
-                s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-                goto done;
-            }
-        }
-        for (int32_t k = 0; k < n->n_inputs; k++) {
-            ops[k] = n->inputs[k];
-            int32_t v = n->inputs[k].value;
-            if (v < 0 || v >= i) {
-                s = mica_diag_set(d, MICA_ERR_INVALID,
-                                  "%%%d: operand %d (%%%d) is not defined before it", i, k, v);
-                goto done;
-            }
-            ops[k].value = remap[v];
-        }
-        mica_node_t c = *n;
-        c.inputs = ops;
-        if (mica_op_is_data_movement(n->op)) {
-            int32_t nr = 0;
-            s = check_movable(old, n, d);
-            if (s == MICA_OK)
-                s = lower(old, n, regions, &nr, d);
-            if (s != MICA_OK)
-                goto done;
-            memset(&c, 0, sizeof c);
-            c.op = MICA_OP_RASTER;
-            c.type = n->type;
-            c.n_inputs = n->n_inputs;
-            c.inputs = ops;
-            c.n_regions = nr;
-            c.regions = regions;
-        }
-        remap[i] = mica_graph_append(ng, &c, false);
-        if (remap[i] < 0) {
-            s = mica_diag_set(d, ng->error.code ? ng->error.code : MICA_ERR_INVALID,
-                              "rebuilding %%%d (%s): %s", i, mica_op_info(n->op)->name,
-                              ng->error.msg);
-            goto done;
-        }
-    }
-    mica_graph_release(*g);
-    *g = ng;
-    ng = NULL;
-done:
-    mica_graph_release(ng);
-    free(remap);
-    free(ops);
-    free(regions);
+    int32_t nr = 0;
+    MICA_TRY(check_movable(old, n, d));
+    MICA_TRY(lower(old, n, sc->regions, &nr, d));
+    mica_node_t c;
+    memset(&c, 0, sizeof c);
+    c.op = MICA_OP_RASTER;
+    c.type = n->type;
+    c.n_inputs = n->n_inputs;
+    c.inputs = n->inputs; /* old ids: mica_rewrite_copy maps them */
+    c.n_regions = nr;
+    c.regions = sc->regions;
+    c.flags = n->flags;
+    c.note = n->note;
+    return mica_rewrite_copy(rw, &c) < 0 ? MICA_ERR_INVALID : MICA_OK;
+}
+
+mica_status_t mica_pass_geometry_run(mica_pass_ctx_t *ctx, mica_graph_t **g)
+{
+    geometry_scratch_t sc = {NULL, 0};
+    const mica_rewrite_spec_t spec = {visit, NULL, &sc};
+    mica_status_t s = mica_rewrite_run(g, &spec, ctx->diag);
+    free(sc.regions);
     return s;
 }

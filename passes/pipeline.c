@@ -1,12 +1,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memplan.h"
 #include "passes.h"
 
 static const mica_pass_t pipeline[] = {
     {"import", NULL, "model or IR text read into a graph (no rewrite)"},
-    {"geometry", mica_pass_geometry, "data movement lowered to raster ops with regions"},
-    {"fold-regions", mica_pass_fold_regions, "raster chains composed, rasters folded into loads"},
+    {"geometry", mica_pass_geometry_run, "data movement lowered to raster ops with regions"},
+    {"fold-regions", mica_pass_fold_regions_run,
+     "raster chains composed, rasters folded into loads"},
+    {"memplan", mica_pass_memplan_run,
+     "every value that needs memory placed in one arena (mem=OFFSET), checked"},
 };
 
 int mica_pass_count(void)
@@ -27,11 +31,60 @@ const mica_pass_t *mica_pass_find(const char *name)
     return NULL;
 }
 
-mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d)
+/* ------------------------------------------------------------------------ */
+/* context                                                                   */
+
+void mica_compile_options_init(mica_compile_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->quant = "w4a8";
+    o->group = 0;
+    o->context = 0;
+    o->prefill_chunk = 0;
+    o->head_quant = "int8";
+}
+
+mica_status_t mica_pass_ctx_init(mica_pass_ctx_t *ctx, const struct mica_target *target,
+                                 const mica_compile_options_t *options, mica_diag_t *d)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->target = target;
+    if (options)
+        ctx->options = *options;
+    else
+        mica_compile_options_init(&ctx->options);
+    ctx->diag = d;
+    if (mica_arena_create(&ctx->scratch) != MICA_OK)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory creating the pass context");
+    return MICA_OK;
+}
+
+void mica_pass_ctx_deinit(mica_pass_ctx_t *ctx)
+{
+    mica_arena_release(ctx->scratch);
+    ctx->scratch = NULL;
+}
+
+mica_status_t mica_pass_ctx_scratch_reset(mica_pass_ctx_t *ctx)
+{
+    /* the arena has no reset of its own: a new one costs one chunk */
+    mica_arena_release(ctx->scratch);
+    ctx->scratch = NULL;
+    if (mica_arena_create(&ctx->scratch) != MICA_OK)
+        return mica_diag_set(ctx->diag, MICA_ERR_NOMEM, "out of memory resetting scratch memory");
+    return MICA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* running                                                                   */
+
+mica_status_t mica_pipeline_run_ctx(mica_pass_ctx_t *ctx, mica_graph_t **g, const char *after,
+                                    bool verify, mica_diag_t *d)
 {
 #ifndef NDEBUG
     verify = true; /* debug builds check every pass's output */
 #endif
+    ctx->diag = d;
     if (after && !mica_pass_find(after)) {
         char known[256] = "";
         for (int i = 0; i < mica_pass_count(); i++) {
@@ -43,7 +96,9 @@ mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify
     for (int i = 0; i < mica_pass_count(); i++) {
         const mica_pass_t *p = &pipeline[i];
         if (p->run) {
-            mica_status_t s = p->run(g, d);
+            mica_status_t s = mica_pass_ctx_scratch_reset(ctx);
+            if (s == MICA_OK)
+                s = p->run(ctx, g);
             if (s != MICA_OK) {
                 mica_diag_prefix(d, "pass %s", p->name);
                 return s;
@@ -60,4 +115,33 @@ mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify
             break;
     }
     return MICA_OK;
+}
+
+mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d)
+{
+    mica_pass_ctx_t ctx;
+    MICA_TRY(mica_pass_ctx_init(&ctx, NULL, NULL, d));
+    mica_status_t s = mica_pipeline_run_ctx(&ctx, g, after, verify, d);
+    mica_pass_ctx_deinit(&ctx);
+    return s;
+}
+
+/* One pass in a default context, for callers that run a single pass. */
+static mica_status_t run_alone(mica_pass_fn run, mica_graph_t **g, mica_diag_t *d)
+{
+    mica_pass_ctx_t ctx;
+    MICA_TRY(mica_pass_ctx_init(&ctx, NULL, NULL, d));
+    mica_status_t s = run(&ctx, g);
+    mica_pass_ctx_deinit(&ctx);
+    return s;
+}
+
+mica_status_t mica_pass_geometry(mica_graph_t **g, mica_diag_t *d)
+{
+    return run_alone(mica_pass_geometry_run, g, d);
+}
+
+mica_status_t mica_pass_fold_regions(mica_graph_t **g, mica_diag_t *d)
+{
+    return run_alone(mica_pass_fold_regions_run, g, d);
 }

@@ -32,6 +32,8 @@ typedef struct run {
     const mica_graph_t *g;
     const mica_ref_tensor_t *states; /* [n_states] persistent tensors, written in place */
     int32_t n_states;
+    const int64_t *offsets; /* [n_nodes] planned arena offsets (bytes, -1 = none), or NULL */
+    unsigned char *arena;   /* the planned arena, when offsets is set */
     slot_t *slots;            /* [n_nodes] */
     mica_ref_outputs_t *outs; /* filled in graph order */
 } run_t;
@@ -106,6 +108,19 @@ static void round_to_dtype(float *v, int64_t count, mica_dtype_t dtype)
             v[i] = mica_bf16_to_f32(mica_f32_to_bf16(v[i]));
 }
 
+/* Storage for node n's value: its planned place in the arena, or a new
+ * buffer of count elements that the slot owns. */
+static void *value_storage(run_t *r, const mica_node_t *n, int64_t count, bool *out_owned,
+                           mica_diag_t *d)
+{
+    if (r->offsets && r->offsets[n->id] >= 0) {
+        *out_owned = false;
+        return r->arena + r->offsets[n->id];
+    }
+    *out_owned = true;
+    return alloc_elems(count, d);
+}
+
 static void slot_drop(slot_t *s)
 {
     if (s->owned)
@@ -139,18 +154,18 @@ static mica_status_t run_input(run_t *r, const mica_node_t *n, const mica_ref_te
         return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "input '%s' has a packed layout", name);
     slot_t *s = &r->slots[n->id];
     mica_dtype_t dt = n->type.dtype;
-    if (dt == MICA_DTYPE_F32 || dt == MICA_DTYPE_I32) {
+    if ((dt == MICA_DTYPE_F32 || dt == MICA_DTYPE_I32) && !r->offsets) {
         s->data = b->data; /* only read, during this call */
         s->owned = false;
         return MICA_OK;
     }
-    if (dt != MICA_DTYPE_F16 && dt != MICA_DTYPE_BF16)
+    if (dt != MICA_DTYPE_F32 && dt != MICA_DTYPE_I32 && dt != MICA_DTYPE_F16 &&
+        dt != MICA_DTYPE_BF16)
         return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "input '%s' has dtype %s (want f32, f16, "
                              "bf16 or i32)", name, mica_dtype_name(dt));
     int64_t count = mica_type_numel(&n->type);
-    if (!(s->data = alloc_elems(count, d)))
+    if (!(s->data = value_storage(r, n, count, &s->owned, d)))
         return MICA_ERR_NOMEM;
-    s->owned = true;
     memcpy(s->data, b->data, (size_t)count * 4);
     round_to_dtype(s->data, count, dt);
     return MICA_OK;
@@ -337,16 +352,20 @@ static mica_status_t run_kernel(run_t *r, const mica_node_t *n, mica_diag_t *d)
         goto done;
     }
     int64_t numel = mica_type_numel(&n->type);
-    if (!(y = alloc_elems(numel, d))) {
+    bool owned;
+    if (!(y = value_storage(r, n, numel, &owned, d))) {
         s = MICA_ERR_NOMEM;
         goto done;
     }
-    if ((s = fn(n, args, y, d)) != MICA_OK)
+    if ((s = fn(n, args, y, d)) != MICA_OK) {
+        if (!owned)
+            y = NULL;
         goto done;
+    }
     if (!mica_op_is_data_movement(n->op) && n->op != MICA_OP_RASTER)
         round_to_dtype(y, numel, n->type.dtype);
     r->slots[n->id].data = y;
-    r->slots[n->id].owned = true;
+    r->slots[n->id].owned = owned;
     y = NULL;
 done:
     if (scratch)
@@ -427,13 +446,24 @@ mica_status_t mica_ref_execute_stateful(const mica_graph_t *g, const mica_ref_te
                                         int32_t n_states, mica_ref_outputs_t **out_outputs,
                                         mica_diag_t *d)
 {
+    return mica_ref_execute_planned(g, inputs, n_inputs, states, n_states, NULL, NULL,
+                                    out_outputs, d);
+}
+
+mica_status_t mica_ref_execute_planned(const mica_graph_t *g, const mica_ref_tensor_t *inputs,
+                                       int32_t n_inputs, const mica_ref_tensor_t *states,
+                                       int32_t n_states, const int64_t *offsets, void *arena,
+                                       mica_ref_outputs_t **out_outputs, mica_diag_t *d)
+{
     if (out_outputs)
         *out_outputs = NULL;
     if (!g || !out_outputs || (n_inputs > 0 && !inputs) || n_inputs < 0 ||
         (n_states > 0 && !states) || n_states < 0)
         return mica_diag_set(d, MICA_ERR_INVALID, "ref: bad arguments");
     int32_t nn = g->n_nodes;
-    run_t r = {.g = g, .states = states, .n_states = n_states};
+    if (offsets && !arena)
+        return mica_diag_set(d, MICA_ERR_INVALID, "ref: a memory plan without an arena");
+    run_t r = {.g = g, .states = states, .n_states = n_states, .offsets = offsets, .arena = arena};
     mica_status_t s = MICA_OK;
     r.slots = calloc((size_t)(nn > 0 ? nn : 1), sizeof *r.slots);
     r.outs = calloc(1, sizeof *r.outs);

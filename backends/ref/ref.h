@@ -45,6 +45,15 @@ mica_status_t mica_ref_execute_stateful(const mica_graph_t *g, const mica_ref_te
                                         int32_t n_states, mica_ref_outputs_t **out_outputs,
                                         mica_diag_t *d);
 
+/* The same in a planned arena: every node with offsets[id] >= 0 keeps its
+ * value (numel 4-byte elements) at arena + offsets[id] bytes, inputs are
+ * copied there, and nothing else is allocated for values. The plan must
+ * be valid for g in 4-byte elements (passes/memplan.h, MICA_MEMPLAN_REF). */
+mica_status_t mica_ref_execute_planned(const mica_graph_t *g, const mica_ref_tensor_t *inputs,
+                                       int32_t n_inputs, const mica_ref_tensor_t *states,
+                                       int32_t n_states, const int64_t *offsets, void *arena,
+                                       mica_ref_outputs_t **out_outputs, mica_diag_t *d);
+
 int32_t mica_ref_outputs_count(const mica_ref_outputs_t *o);
 /* Output by index (graph order) or by name (NULL if absent). Owned by o. */
 const mica_ref_tensor_t *mica_ref_outputs_at(const mica_ref_outputs_t *o, int32_t i);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memplan.h"
 #include "ref.h"
 
 struct mica_ref_program {
@@ -13,6 +14,9 @@ struct mica_ref_program {
     uint64_t state_bytes;
     int32_t *tokens, *pos;     /* [chunk] one call's ids and positions */
     int32_t len[2];            /* n_past, n_tokens */
+    mica_memplan_t *plan[2];   /* prefill, decode: values in 4-byte elements */
+    void *arena;               /* one arena for both, the larger plan's size */
+    uint64_t arena_bytes;
 };
 
 static const mica_ref_tensor_t *find_state(const mica_ref_program_t *r, const char *name)
@@ -76,6 +80,16 @@ mica_status_t mica_ref_program_create(const mica_program_t *p, mica_ref_program_
     }
     if (s == MICA_OK)
         s = check_states(r, p->decode, "decode", d);
+    const mica_graph_t *gs[2] = {p->prefill, p->decode};
+    for (int k = 0; k < 2 && s == MICA_OK; k++) {
+        s = mica_memplan_compute(gs[k], MICA_MEMPLAN_REF, &r->plan[k], d);
+        if (s == MICA_OK && (uint64_t)r->plan[k]->arena_bytes > r->arena_bytes)
+            r->arena_bytes = (uint64_t)r->plan[k]->arena_bytes;
+    }
+    if (s == MICA_OK && !(r->arena = aligned_alloc(MICA_MEMPLAN_ALIGN, r->arena_bytes ? r->arena_bytes
+                                                                        : MICA_MEMPLAN_ALIGN)))
+        s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for an arena of %llu bytes",
+                          (unsigned long long)r->arena_bytes);
     if (s != MICA_OK) {
         mica_ref_program_release(r);
         return s;
@@ -93,6 +107,9 @@ void mica_ref_program_release(mica_ref_program_t *r)
     free(r->states);
     free(r->tokens);
     free(r->pos);
+    mica_memplan_release(r->plan[0]);
+    mica_memplan_release(r->plan[1]);
+    free(r->arena);
     free(r);
 }
 
@@ -109,6 +126,11 @@ void mica_ref_program_reset(mica_ref_program_t *r)
 uint64_t mica_ref_program_state_bytes(const mica_ref_program_t *r)
 {
     return r->state_bytes;
+}
+
+uint64_t mica_ref_program_arena_bytes(const mica_ref_program_t *r)
+{
+    return r->arena_bytes;
 }
 
 /* One call of graph g (T token rows) on tokens[0..cnt). */
@@ -132,7 +154,9 @@ static mica_status_t run_call(mica_ref_program_t *r, const mica_graph_t *g, int6
         {"n_tokens", scalar, &r->len[1]},
     };
     mica_ref_outputs_t *out = NULL;
-    MICA_TRY(mica_ref_execute_stateful(g, in, 4, r->states, r->n_states, &out, d));
+    const mica_memplan_t *plan = r->plan[g == r->p->prefill ? 0 : 1];
+    MICA_TRY(mica_ref_execute_planned(g, in, 4, r->states, r->n_states, plan->offset, r->arena,
+                                      &out, d));
     const mica_ref_tensor_t *lg = mica_ref_outputs_find(out, "logits");
     mica_status_t s = MICA_OK;
     if (!lg || mica_type_numel(&lg->type) != T * V) {

@@ -1,7 +1,8 @@
 /* A compiled program (ir/program.h) run on the reference backend: the
  * states are allocated once at create, and each call binds them and the
  * run-time lengths to the prefill or decode graph as it stands, with no
- * graph built, rewritten or re-planned per step.
+ * graph built, rewritten or re-planned per step. Values live in one arena
+ * laid out by the static memory plan of each graph.
  */
 #ifndef MICA_REF_PROGRAM_H
 #define MICA_REF_PROGRAM_H
@@ -35,5 +36,10 @@ mica_status_t mica_ref_program_eval(mica_ref_program_t *r, const int32_t *tokens
 
 /* Bytes of state the runner holds (the KV cache at n_ctx). */
 uint64_t mica_ref_program_state_bytes(const mica_ref_program_t *r);
+/* Bytes of the one activation arena it allocated: the larger of the two
+ * graphs' memory plans (passes/memplan.h) in the ref's 4-byte elements.
+ * Every value lives at its planned offset there; no value is allocated
+ * per call. */
+uint64_t mica_ref_program_arena_bytes(const mica_ref_program_t *r);
 
 #endif
