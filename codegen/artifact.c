@@ -564,9 +564,7 @@ mica_status_t mica_compile(const mica_compile_request_t *req, mica_artifact_memo
         s = mica_pass_ctx_init(&ctx, &target, o, d);
     have_ctx = s == MICA_OK;
     if (s == MICA_OK)
-        s = mica_pipeline_run_ctx(&ctx, &p->prefill, NULL, false, d);
-    if (s == MICA_OK)
-        s = mica_pipeline_run_ctx(&ctx, &p->decode, NULL, false, d);
+        s = mica_pipeline_run_program(&ctx, p, NULL, false, d);
     if (have_ctx)
         mica_pass_ctx_deinit(&ctx);
     if (s == MICA_OK)

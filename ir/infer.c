@@ -222,6 +222,12 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
             return BAD("softmax needs rank >= 1");
         t = in[0];
         break;
+    case MICA_OP_SWIGLU:
+        if (!is_float(&in[0]) || in[0].rank < 1 || in[0].shape[in[0].rank - 1] % 2 != 0)
+            return BAD("swiglu needs a float operand whose last dim is even");
+        t = in[0];
+        t.shape[t.rank - 1] /= 2;
+        break;
     case MICA_OP_CONVERT:
         if (!is_float(&in[0]) || !mica_dtype_is_float(t.dtype))
             return BAD("convert is between float dtypes only");

@@ -14,7 +14,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "const_store.h"
 #include "ir.h"
+#include "program.h"
 
 /* A compile target (ISA features, cores, caches); defined by the targets
  * module. Passes see it only through the context. */
@@ -44,6 +46,10 @@ typedef struct mica_pass_ctx {
     mica_arena_t *scratch; /* owned: per-pass memory, emptied before every pass
                               the pipeline runs; never holds graph nodes */
     mica_diag_t *diag;     /* where a pass writes its error; not owned */
+    mica_const_store_t *consts; /* not owned; where passes put the constants they make
+                                   (merged and quantized weights); it must outlive the
+                                   graphs. NULL (the default): a pass skips rewrites that
+                                   need new constant bytes */
 } mica_pass_ctx_t;
 
 /* Sets up ctx for target (may be NULL) and *options (NULL = defaults,
@@ -78,6 +84,14 @@ const mica_pass_t *mica_pass_find(const char *name);
 mica_status_t mica_pipeline_run_ctx(mica_pass_ctx_t *ctx, mica_graph_t **g, const char *after,
                                     bool verify, mica_diag_t *d);
 
+/* Runs the pipeline through `after` on both graphs of program p (prefill,
+ * then decode) with ctx->consts = p->consts, so constants a pass makes for
+ * prefill live in the program's store and decode reuses them (passes find
+ * them by key and tag). On failure the message names the graph; a graph
+ * may then be half through the pipeline (release the program). */
+mica_status_t mica_pipeline_run_program(mica_pass_ctx_t *ctx, mica_program_t *p,
+                                        const char *after, bool verify, mica_diag_t *d);
+
 /* mica_pipeline_run_ctx in a default context (no target, default options). */
 mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d);
 
@@ -88,6 +102,10 @@ mica_status_t mica_pass_geometry_run(mica_pass_ctx_t *ctx, mica_graph_t **g);
 /* Composes chains of rasters into the fewest regions (exact or not at all)
  * and folds single-region rasters into consumers that read strided input. */
 mica_status_t mica_pass_fold_regions_run(mica_pass_ctx_t *ctx, mica_graph_t **g);
+
+/* Operator fusion (passes/fuse.h): gate and up merged into one matmul with
+ * a swiglu epilogue, and fusion annotations (flags and notes). */
+mica_status_t mica_pass_fuse_run(mica_pass_ctx_t *ctx, mica_graph_t **g);
 
 /* The two passes above in a default context, errors in d. */
 mica_status_t mica_pass_geometry(mica_graph_t **g, mica_diag_t *d);

@@ -10,6 +10,9 @@ static const mica_pass_t pipeline[] = {
     {"geometry", mica_pass_geometry_run, "data movement lowered to raster ops with regions"},
     {"fold-regions", mica_pass_fold_regions_run,
      "raster chains composed, rasters folded into loads"},
+    {"fuse", mica_pass_fuse_run,
+     "gate+up merged into one matmul + swiglu (bound weights: only with a constant store), "
+     "epilogue/prologue fusions annotated"},
     {"quantize", mica_pass_quantize_run,
      "matmul weights to int4/int8 with group scales (-q), int8 activations per K-group"},
     {"memplan", mica_pass_memplan_run,
@@ -118,6 +121,20 @@ mica_status_t mica_pipeline_run_ctx(mica_pass_ctx_t *ctx, mica_graph_t **g, cons
             break;
     }
     return MICA_OK;
+}
+
+mica_status_t mica_pipeline_run_program(mica_pass_ctx_t *ctx, mica_program_t *p,
+                                        const char *after, bool verify, mica_diag_t *d)
+{
+    mica_const_store_t *saved = ctx->consts;
+    ctx->consts = p->consts;
+    mica_status_t s = mica_pipeline_run_ctx(ctx, &p->prefill, after, verify, d);
+    if (s != MICA_OK)
+        mica_diag_prefix(d, "prefill graph");
+    if (s == MICA_OK && (s = mica_pipeline_run_ctx(ctx, &p->decode, after, verify, d)) != MICA_OK)
+        mica_diag_prefix(d, "decode graph");
+    ctx->consts = saved; /* the context does not keep a pointer into p */
+    return s;
 }
 
 mica_status_t mica_pipeline_run(mica_graph_t **g, const char *after, bool verify, mica_diag_t *d)

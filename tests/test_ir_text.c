@@ -189,7 +189,10 @@ static mica_graph_t *build_all_ops(void)
     mica_operand_t qd[4] = {plain(x), plain(w8), plain(wsc), plain(wmn)};
     int32_t wmm = append_attr(g, MICA_OP_WMATMUL, 4, qd, 32, 0);
 
-    int32_t outs[] = {tr, sl, cc, bc, ga, r1, r2, r3, vs, va, qm, wmm};
+    /* swiglu of a [16, 64] value: [16, 32] */
+    int32_t sw = mica_build_unary(g, MICA_OP_SWIGLU, x);
+
+    int32_t outs[] = {tr, sl, cc, bc, ga, r1, r2, r3, vs, va, qm, wmm, sw};
     char name[32];
     for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
         snprintf(name, sizeof name, "out.%zu", i);

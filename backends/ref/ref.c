@@ -299,6 +299,7 @@ static const mica_ref_kernel_fn ref_kernels[MICA_OP_COUNT] = {
     [MICA_OP_ACT_QUANT] = mica_ref_act_quant,
     [MICA_OP_QMATMUL] = mica_ref_qmatmul,
     [MICA_OP_WMATMUL] = mica_ref_wmatmul,
+    [MICA_OP_SWIGLU] = mica_ref_swiglu,
     [MICA_OP_KV_STORE] = mica_ref_kv_store,
     [MICA_OP_ATTENTION_KV] = mica_ref_attention_kv,
     [MICA_OP_RESHAPE] = mica_ref_reshape,

@@ -329,6 +329,24 @@ mica_status_t mica_ref_silu(const mica_node_t *n, const mica_ref_arg_t *args, vo
     return MICA_OK;
 }
 
+mica_status_t mica_ref_swiglu(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                              mica_diag_t *d)
+{
+    (void)d;
+    const mica_type_t *t = &n->type;
+    int64_t f = t->shape[t->rank - 1], rows = mica_type_numel(t) / f;
+    float *out = y;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *gate = args[0].f + r * 2 * f, *up = gate + f;
+        for (int64_t i = 0; i < f; i++) {
+            double x = gate[i];
+            float s = (float)(x / (1.0 + exp(-x)));
+            out[r * f + i] = s * up[i];
+        }
+    }
+    return MICA_OK;
+}
+
 mica_status_t mica_ref_gelu(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                             mica_diag_t *d)
 {

@@ -83,6 +83,10 @@ mica_status_t mica_ref_qmatmul(const mica_node_t *n, const mica_ref_arg_t *args,
                                mica_diag_t *d);
 mica_status_t mica_ref_wmatmul(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                mica_diag_t *d);
+/* swiglu: silu rounded to float, times the up half in float (bit for bit
+ * what silu then mul compute). */
+mica_status_t mica_ref_swiglu(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
+                              mica_diag_t *d);
 mica_status_t mica_ref_kv_store(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                mica_diag_t *d);
 mica_status_t mica_ref_attention_kv(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
