@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "const_store.h"
-#include "const_store.h"
 #include "rewrite.h"
 
 enum { NOTE_MAX = 160, NAME_MAX_BYTES = 128 };
