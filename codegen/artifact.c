@@ -411,6 +411,7 @@ static char *manifest_text(const mica_compile_request_t *req, const mica_target_
     fprintf(f, "%s %d\n", MICA_ARTIFACT_FORMAT, MICA_ARTIFACT_VERSION);
     fprintf(f, "target %s\narch %s\nfeatures %s\n", t->name, mica_target_arch_name(t->cpu_arch),
             feats[0] ? feats : "-");
+    fprintf(f, "isa %s\n", req->isa && req->isa[0] ? req->isa : "-");
     fprintf(f, "quant %s\ngroup %d\nhead %s\n", req->options.quant, req->options.group,
             req->options.head_quant);
     fprintf(f, "model.arch %s\nmodel.n_vocab %" PRId64 "\nmodel.n_embd %" PRId64

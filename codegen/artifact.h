@@ -47,6 +47,8 @@ typedef struct mica_compile_request {
     const char *out_dir;    /* the artifact directory to write */
     const char *target;     /* a name from `mica targets` */
     mica_compile_options_t options;
+    const char *isa;        /* features the kernels must use ("i8mm,fp16"), checked
+                               against the target by the caller; NULL = the target's best */
     bool force;             /* replace out_dir if it exists */
     FILE *log;              /* the memory report and progress go here (NULL: none) */
     bool progress;          /* per-tensor progress lines (when log is a terminal) */

@@ -156,6 +156,8 @@ Test(compile, bad_requests_leave_nothing)
         {{"compile", NULL, "-t", "host", "--group", "128", "-o", NULL}, 1, "does not divide"},
         {{"compile", NULL, "-t", "rpi5", "-c", "16000000", "-o", NULL}, 1, "budget"},
         {{"compile", NULL, "-t", "opencl", "-q", "w4a8", "-o", NULL}, 1, "GPU"},
+        {{"compile", NULL, "-t", "rpi5", "--isa", "dotprod,i8mm", "-o", NULL}, 2, "cannot honour i8mm"},
+        {{"compile", NULL, "-t", "rpi5", "--isa", "sve9", "-o", NULL}, 2, "sve9"},
         {{"compile", "/nonexistent/model.gguf", "-t", "host", "-o", NULL}, 1, "model.gguf"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -26,6 +26,8 @@ static void help(void)
            "  -c N               context (KV cache) in tokens (default: the model's\n"
            "                     trained length, capped by the target's memory budget)\n"
            "  --chunk N          prefill tokens per call (default: the target's)\n"
+           "  --isa F1,F2        instruction features the kernels must use (e.g. i8mm);\n"
+           "                     each must be one the target's cores have\n"
            "  --force            replace DIR if it exists (once the new one is complete)\n");
 }
 
@@ -34,12 +36,12 @@ int mica_cmd_compile(int argc, char **argv)
     mica_compile_request_t req;
     memset(&req, 0, sizeof req);
     mica_compile_options_init(&req.options);
-    const char *model = NULL;
+    const char *model = NULL, *isa = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool takes = !strcmp(a, "-t") || !strcmp(a, "-o") || !strcmp(a, "-q") ||
                      !strcmp(a, "--group") || !strcmp(a, "--head") || !strcmp(a, "-c") ||
-                     !strcmp(a, "--chunk");
+                     !strcmp(a, "--chunk") || !strcmp(a, "--isa");
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help();
             return MICA_EXIT_OK;
@@ -52,6 +54,8 @@ int mica_cmd_compile(int argc, char **argv)
             int64_t n;
             if (!strcmp(a, "-t")) {
                 req.target = v;
+            } else if (!strcmp(a, "--isa")) {
+                isa = v;
             } else if (!strcmp(a, "-o")) {
                 req.out_dir = v;
             } else if (!strcmp(a, "-q")) {
@@ -99,6 +103,24 @@ int mica_cmd_compile(int argc, char **argv)
     mica_diag_t d = {0};
     if (mica_target_find(req.target, &t, &d) != MICA_OK)
         return mica_cli_usage("compile", "%s", d.msg);
+    /* features asked for must be the target's */
+    for (const char *f = isa; f && *f;) {
+        size_t len = strcspn(f, ",");
+        int k = 0;
+        while (k < MICA_TARGET_FEATURE_COUNT &&
+               !(strlen(mica_target_feature_name((mica_target_feature_t)k)) == len &&
+                 !strncmp(mica_target_feature_name((mica_target_feature_t)k), f, len)))
+            k++;
+        char have[256];
+        mica_target_features_format(t.features, have, sizeof have);
+        if (k == MICA_TARGET_FEATURE_COUNT)
+            return mica_cli_usage("compile", "unknown instruction feature '%.*s'", (int)len, f);
+        if (!(t.features & MICA_TARGET_FEATURE_BIT(k)))
+            return mica_cli_usage("compile", "target %s cannot honour %.*s: its cores have %s",
+                                  t.name, (int)len, f, have[0] ? have : "none of the listed ones");
+        f += len + (f[len] == ',');
+    }
+    req.isa = isa;
     req.model_path = model;
     req.log = stderr;
     req.progress = isatty(STDERR_FILENO);
