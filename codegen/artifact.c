@@ -538,6 +538,11 @@ mica_status_t mica_compile(const mica_compile_request_t *req, mica_artifact_memo
     for (int i = 0; i < N_FILES; i++)
         files[i].fd = -1;
     if (s == MICA_OK) {
+        /* from here on a SIGINT or SIGTERM stops the compile and cleans up */
+        signals_catch(&sig);
+        caught = true;
+    }
+    if (s == MICA_OK) {
         /* beside the target, so the final rename stays on one file system */
         const char *slash = strrchr(req->out_dir, '/');
         if (slash)
@@ -588,11 +593,10 @@ mica_status_t mica_compile(const mica_compile_request_t *req, mica_artifact_memo
                     mib(mem.embedding));
     }
 
-    if (s == MICA_OK) {
-        signals_catch(&sig);
-        caught = true;
+    if (s == MICA_OK && interrupted)
+        s = mica_diag_set(d, MICA_ERR_IO, "interrupted");
+    if (s == MICA_OK)
         s = write_graph(tmp, "prefill.ir", p->prefill, &files[0], d);
-    }
     if (s == MICA_OK)
         s = write_graph(tmp, "decode.ir", p->decode, &files[1], d);
     if (s == MICA_OK)

@@ -5,10 +5,13 @@
  * corrupted or foreign artifact is refused by name. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "artifact.h"
@@ -259,4 +262,31 @@ Test(compile, corrupt_artifacts_are_refused)
     mica_diag_t d = {0};
     cr_expect_eq(mica_artifact_open(out, &a, &d), MICA_ERR_UNSUPPORTED);
     cr_expect(strstr(d.msg, "version 9"), "%s", d.msg);
+}
+
+/* SIGINT in the middle of a compile: exit 1, no artifact, no temporary
+ * directory. SmolLM2 in f32 takes over a second to compile, so a signal
+ * after 0.3 s lands inside it. */
+Test(compile, sigint_leaves_nothing)
+{
+    const char *model = getenv("MICA_DEFAULT_MODEL");
+    cr_assert(model && *model, "MICA_DEFAULT_MODEL is not set: run tools/fetch-model.sh");
+    const char *out = path_in("int");
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(MICA_BINARY_DIR "/tools/mica", "mica", "compile", model, "-t", "host", "-q", "f32",
+              "-c", "256", "-o", out, (char *)NULL);
+        _exit(127);
+    }
+    usleep(300 * 1000);
+    kill(pid, SIGINT);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "the compile finished before the signal");
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "not a clean failure (status %d)", st);
+    cr_expect_eq(entries(), 0, "an artifact or temporary directory is left");
 }
