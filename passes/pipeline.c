@@ -3,6 +3,7 @@
 
 #include "memplan.h"
 #include "passes.h"
+#include "schedule.h"
 
 static const mica_pass_t pipeline[] = {
     {"import", NULL, "model or IR text read into a graph (no rewrite)"},
@@ -11,6 +12,9 @@ static const mica_pass_t pipeline[] = {
      "raster chains composed, rasters folded into loads"},
     {"memplan", mica_pass_memplan_run,
      "every value that needs memory placed in one arena (mem=OFFSET), checked"},
+    {"schedule", mica_pass_schedule_run,
+     "each op split across the target's cores by capacity; cost and roofline time (split=, "
+     "cost=, ns=)"},
 };
 
 int mica_pass_count(void)
