@@ -124,6 +124,16 @@ Test(schedule, sd8gen3_split_is_proportional)
     }
     cr_assert_eq(total, 384);
     cr_assert_gt(sc->parts[0], sc->parts[7] * 2, "the prime core beats an efficiency core");
+    /* all 8 parts print and parse back */
+    char *text = mica_graph_print(g);
+    mica_graph_t *h = parse(text);
+    cr_assert_eq(h->nodes[2]->sched.n_parts, 8);
+    cr_assert_eq(memcmp(h->nodes[2]->sched.parts, sc->parts, sizeof sc->parts), 0);
+    char *again = mica_graph_print(h);
+    cr_assert_str_eq(again, text);
+    free(text);
+    free(again);
+    mica_graph_release(h);
     mica_graph_release(g);
 }
 

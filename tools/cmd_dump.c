@@ -152,8 +152,15 @@ int mica_cmd_dump(int argc, char **argv)
     have_ctx = s == MICA_OK;
     if (s == MICA_OK)
         s = mica_pipeline_run_ctx(&ctx, &g, after, true, &d);
+    /* the summary names the target only if this run scheduled for it */
+    bool scheduled = false;
+    for (int i = 0; i < mica_pass_count(); i++) {
+        scheduled |= !strcmp(mica_pass_at(i)->name, "schedule");
+        if (!strcmp(mica_pass_at(i)->name, after))
+            break;
+    }
     if (s == MICA_OK)
-        s = print_graph(g, format, &target, &d);
+        s = print_graph(g, format, scheduled ? &target : NULL, &d);
     if (have_ctx)
         mica_pass_ctx_deinit(&ctx);
     mica_graph_release(g);
