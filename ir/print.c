@@ -134,7 +134,7 @@ static void put_annotations(mica_sbuf_t *b, int32_t index, const mica_node_t *n)
     if (sc->n_parts > 0) {
         static const char *const axes[3] = {"none", "rows", "cols"};
         mica_sb_printf(b, "%ssplit=%s", sep, axes[sc->split_axis]);
-        mica_text_put_dims(b, sc->n_parts, sc->parts);
+        mica_text_put_ints(b, sc->n_parts, sc->parts, MICA_MAX_PARTS); /* not dims: up to 16 */
         sep = ", ";
     }
     if (sc->has_cost) {

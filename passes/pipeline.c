@@ -4,6 +4,7 @@
 #include "memplan.h"
 #include "passes.h"
 #include "quantize.h"
+#include "schedule.h"
 
 static const mica_pass_t pipeline[] = {
     {"import", NULL, "model or IR text read into a graph (no rewrite)"},
@@ -17,6 +18,9 @@ static const mica_pass_t pipeline[] = {
      "matmul weights to int4/int8 with group scales (-q), int8 activations per K-group"},
     {"memplan", mica_pass_memplan_run,
      "every value that needs memory placed in one arena (mem=OFFSET), checked"},
+    {"schedule", mica_pass_schedule_run,
+     "each op split across the target's cores by capacity; cost and roofline time (split=, "
+     "cost=, ns=)"},
 };
 
 int mica_pass_count(void)

@@ -472,11 +472,11 @@ Test(pass_ctx, defaults_and_the_pipeline_in_a_context)
     cr_assert_eq(mica_pipeline_run(&b, NULL, true, &d), MICA_OK, "%s", d.msg);
     char *ta = mica_graph_print(a);
     expect_text(b, ta);
-    cr_assert(strstr(ta, "silu(%0 view [3,2] 0+[1,3]) : f32[3,2] !{origin=2, mem=64}"), "%s", ta);
+    cr_assert(strstr(ta, "silu(%0 view [3,2] 0+[1,3]) : f32[3,2] !{origin=2, mem=64, split=none[1]"), "%s", ta);
     free(ta);
     cr_assert_eq(mica_pipeline_run_ctx(&ctx, &a, "nope", true, &d), MICA_ERR_INVALID);
     cr_assert_str_eq(d.msg, "unknown pass 'nope' (passes: import, geometry, fold-regions, "
-                            "fuse, quantize, memplan)");
+                            "fuse, quantize, memplan, schedule)");
     mica_graph_release(a);
     mica_graph_release(b);
     mica_pass_ctx_deinit(&ctx);
