@@ -290,3 +290,33 @@ Test(compile, sigint_leaves_nothing)
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 1, "not a clean failure (status %d)", st);
     cr_expect_eq(entries(), 0, "an artifact or temporary directory is left");
 }
+
+/* mica dump DIR prints the compiled, scheduled graphs; the text parses
+ * back to the same graph. */
+Test(compile, dump_an_artifact)
+{
+    const char *out = path_in("d");
+    mica_test_result_t r = mica_test_mica(tmpdir, "compile", mica_test_golden("llama-tiny.q4_0.gguf"),
+                                          "-t", "sd8gen3", "-c", "64", "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    mica_test_result_free(&r);
+    const char *graphs[2] = {"decode", "prefill"};
+    for (int k = 0; k < 2; k++) {
+        r = mica_test_mica(tmpdir, "dump", out, "--graph", graphs[k], NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "= kv_store(") && strstr(r.out, "= qmatmul("), "%.300s", r.out);
+        cr_expect(strstr(r.out, "split=") && strstr(r.out, "mem="), "not scheduled: %.300s", r.out);
+        cr_expect(strstr(r.out, "# schedule: total") && strstr(r.out, "sd8gen3"), "no summary");
+        mica_graph_t *g = NULL;
+        mica_diag_t d = {0};
+        cr_expect_eq(mica_graph_parse(r.out, strlen(r.out), &g, &d), MICA_OK, "%s", d.msg);
+        char *again = g ? mica_graph_print(g) : NULL;
+        cr_expect(again && !strncmp(again, r.out, strlen(again)), "the dump does not print back");
+        free(again);
+        mica_graph_release(g);
+        mica_test_result_free(&r);
+    }
+    r = mica_test_mica(tmpdir, "dump", out, "--graph", "step", NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_result_free(&r);
+}

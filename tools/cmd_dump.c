@@ -5,12 +5,14 @@
 #include <string.h>
 
 #include "args.h"
+#include "artifact.h"
 #include "cli.h"
 #include "gguf.h"
 #include "ir.h"
 #include "model.h"
 #include "passes.h"
 #include "program.h"
+#include "quantize.h"
 #include "schedule.h"
 #include "target.h"
 
@@ -18,8 +20,8 @@
 
 static void help(void)
 {
-    printf("usage: mica dump (FILE.ir | MODEL.gguf) [--after PASS] [--format text|dot]\n"
-           "                 [-t TARGET] [--graph decode|prefill|step] [-c N]\n"
+    printf("usage: mica dump (FILE.ir | MODEL.gguf | ARTIFACT) [--after PASS] [--format text|dot]\n"
+           "                 [-t TARGET] [-q QUANT] [--graph decode|prefill|step] [-c N]\n"
            "                 [--tokens N] [--past P]\n\n"
            "Reads IR text, or lowers a GGUF model to one graph of its static program\n"
            "(--graph decode, the default: one token; prefill: the target's chunk of\n"
@@ -28,7 +30,9 @@ static void help(void)
            "31). Runs the compiler pipeline through PASS (default: import, i.e. no\n"
            "rewrite) for TARGET (default host; see 'mica targets') and prints the\n"
            "graph; after the schedule pass, '# schedule:' comment lines follow with\n"
-           "the predicted time. Passes, in order:\n",
+           "the predicted time. -q chooses the quantization (as mica compile; default\n"
+           "w4a8). An artifact directory prints its compiled graph (--graph decode or\n"
+           "prefill) as it was written. Passes, in order:\n",
            DUMP_DEFAULT_CONTEXT);
     for (int i = 0; i < mica_pass_count(); i++)
         printf("  %-14s %s\n", mica_pass_at(i)->name, mica_pass_at(i)->summary);
@@ -76,7 +80,7 @@ static mica_status_t build_from_gguf(const mica_gguf_t *f, const char *which,
 int mica_cmd_dump(int argc, char **argv)
 {
     const char *path = NULL, *after = "import", *format = "text", *target_name = "host";
-    const char *which = "decode";
+    const char *which = "decode", *quant = "w4a8";
     int64_t n_tokens = 1, n_past = 31, n_ctx = DUMP_DEFAULT_CONTEXT;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -93,7 +97,7 @@ int mica_cmd_dump(int argc, char **argv)
                 return mica_cli_usage("dump", "%s takes a token count", a);
             i++;
         } else if (!strcmp(a, "--after") || !strcmp(a, "--format") || !strcmp(a, "-t") ||
-                   !strcmp(a, "--target") || !strcmp(a, "--graph")) {
+                   !strcmp(a, "--target") || !strcmp(a, "--graph") || !strcmp(a, "-q")) {
             if (i + 1 >= argc)
                 return mica_cli_usage("dump", "%s needs a value", a);
             const char *v = argv[++i];
@@ -103,6 +107,8 @@ int mica_cmd_dump(int argc, char **argv)
                 format = v;
             else if (!strcmp(a, "--graph"))
                 which = v;
+            else if (!strcmp(a, "-q"))
+                quant = v;
             else
                 target_name = v;
         } else if (a[0] == '-' && a[1]) {
@@ -129,6 +135,23 @@ int mica_cmd_dump(int argc, char **argv)
     if (mica_target_find(target_name, &target, &d) != MICA_OK)
         return mica_cli_usage("dump", "%s", d.msg);
 
+    if (mica_artifact_is_dir(path)) {
+        if (!strcmp(which, "step"))
+            return mica_cli_usage("dump", "an artifact has a decode and a prefill graph, no step");
+        mica_artifact_t *a = NULL;
+        if (mica_artifact_open(path, &a, &d) != MICA_OK)
+            return mica_cli_fail(path, &d);
+        mica_target_t at;
+        bool known = mica_target_find(a->target, &at, &d) == MICA_OK;
+        mica_status_t st = print_graph(!strcmp(which, "prefill") ? a->program->prefill
+                                                                 : a->program->decode,
+                                       format, known ? &at : NULL, &d);
+        mica_artifact_close(a);
+        return st == MICA_OK ? MICA_EXIT_OK : mica_cli_fail(path, &d);
+    }
+    if (mica_quant_mode_from_name(quant) == MICA_QUANT_MODE_COUNT)
+        return mica_cli_usage("dump", "unknown quantization '%s' (w4a8, w8a8, w4a16, w8a16, "
+                              "f16, f32)", quant);
     mica_graph_t *g = NULL;
     mica_status_t s;
     size_t plen = strlen(path);
@@ -146,9 +169,12 @@ int mica_cmd_dump(int argc, char **argv)
         free(text);
     }
     mica_pass_ctx_t ctx;
+    mica_compile_options_t opts;
+    mica_compile_options_init(&opts);
+    opts.quant = quant;
     bool have_ctx = false;
     if (s == MICA_OK)
-        s = mica_pass_ctx_init(&ctx, &target, NULL, &d);
+        s = mica_pass_ctx_init(&ctx, &target, &opts, &d);
     have_ctx = s == MICA_OK;
     if (s == MICA_OK)
         s = mica_pipeline_run_ctx(&ctx, &g, after, true, &d);
