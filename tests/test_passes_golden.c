@@ -3,6 +3,8 @@
  * alone, verified and printed, and the text must equal <case>.expected.ir
  * byte for byte. The expected files are written only when the environment
  * has MICA_UPDATE_GOLDEN=1 (then review them as a diff before committing).
+ * IR text has no weight bytes: for the quantize pass the harness binds
+ * deterministic ones (bind_weights) so the rewrite shows.
  * Every pass must have at least one case, and every expected file an input. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -13,6 +15,7 @@
 
 #include "ir.h"
 #include "passes.h"
+#include "quant.h"
 #include "test_support.h"
 
 enum { PATH_SIZE = 1024 };
@@ -112,6 +115,57 @@ static void write_file(const char *path, const char *text)
 }
 
 /* Runs pass p on one case and checks (or, updating, writes) its expected file. */
+/* Weight bytes for the passes that read them (IR text carries none):
+ * every unbound weight of g gets deterministic data from the test's own
+ * generator, seeded by its id; GGUF blocks get valid small f16 scales.
+ * Returns the buffers to free after the graph. */
+static void **bind_weights(mica_graph_t *g, int *out_n)
+{
+    void **bufs = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *bufs);
+    cr_assert(bufs);
+    int n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        mica_node_t *w = g->nodes[i];
+        if (w->op != MICA_OP_WEIGHT || w->data)
+            continue;
+        const mica_type_t *t = &w->type;
+        int64_t row = t->rank ? t->shape[t->rank - 1] : 1;
+        int64_t rb = mica_dtype_row_bytes(t->dtype, row), rows = mica_type_numel(t) / row;
+        cr_assert_gt(rb, 0);
+        unsigned char *b = malloc((size_t)(rb * rows));
+        cr_assert(b);
+        mica_test_rng_t rng;
+        mica_test_rng_seed(&rng, (uint64_t)i + 1);
+        for (int64_t k = 0; k < rb * rows; k++)
+            b[k] = (unsigned char)mica_test_rng_next(&rng);
+        int64_t bb = mica_dtype_block_bytes(t->dtype), n_blocks = rb * rows / bb;
+        int heads = t->dtype == MICA_DTYPE_Q4_1 ? 2 : 1; /* f16 d (and m) lead each block */
+        for (int64_t k = 0; k < n_blocks; k++)
+            for (int h = 0; h < heads; h++) {
+                float v = 0.001f * (float)(1 + mica_test_rng_range(&rng, 0, 15));
+                uint16_t half = mica_f32_to_f16(h ? -8 * v : v);
+                if (t->dtype == MICA_DTYPE_Q4_0 || t->dtype == MICA_DTYPE_Q4_1 ||
+                    t->dtype == MICA_DTYPE_Q8_0)
+                    memcpy(b + k * bb + 2 * h, &half, 2);
+            }
+        if (t->dtype == MICA_DTYPE_F32)
+            for (int64_t k = 0; k < rows * row; k++) {
+                float v = mica_test_rng_float(&rng);
+                memcpy(b + 4 * k, &v, 4);
+            }
+        if (t->dtype == MICA_DTYPE_F16)
+            for (int64_t k = 0; k < rows * row; k++) {
+                uint16_t half = mica_f32_to_f16(mica_test_rng_float(&rng));
+                memcpy(b + 2 * k, &half, 2);
+            }
+        w->data = b;
+        w->nbytes = (uint64_t)(rb * rows);
+        bufs[n++] = b;
+    }
+    *out_n = n;
+    return bufs;
+}
+
 static void run_case(const mica_pass_t *p, const char *dir, const char *input_name)
 {
     char in_path[PATH_SIZE], want_path[PATH_SIZE];
@@ -126,6 +180,8 @@ static void run_case(const mica_pass_t *p, const char *dir, const char *input_na
     mica_graph_t *g = NULL;
     cr_assert_eq(mica_graph_parse(text, len, &g, &d), MICA_OK, "%s:%s", in_path, d.msg);
     free(text);
+    int n_bufs = 0;
+    void **bufs = !strcmp(p->name, "quantize") ? bind_weights(g, &n_bufs) : NULL;
 
     mica_pass_ctx_t ctx;
     cr_assert_eq(mica_pass_ctx_init(&ctx, NULL, NULL, &d), MICA_OK, "%s", d.msg);
@@ -135,6 +191,9 @@ static void run_case(const mica_pass_t *p, const char *dir, const char *input_na
     char *got = mica_graph_print(g);
     cr_assert_not_null(got);
     mica_graph_release(g);
+    for (int k = 0; k < n_bufs; k++)
+        free(bufs[k]);
+    free(bufs);
 
     /* what the pass printed reads back to the same text (annotations too) */
     cr_assert_eq(mica_graph_parse(got, strlen(got), &g, &d), MICA_OK, "%s: output: %s", in_path,
