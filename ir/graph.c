@@ -90,7 +90,8 @@ bool mica_type_equal(const mica_type_t *a, const mica_type_t *b)
 {
     if (a->dtype != b->dtype || a->rank != b->rank || a->layout.kind != b->layout.kind ||
         a->layout.ep != b->layout.ep || a->layout.hp != b->layout.hp ||
-        a->layout.lp != b->layout.lp)
+        a->layout.lp != b->layout.lp || a->layout.pad_n != b->layout.pad_n ||
+        a->layout.pad_k != b->layout.pad_k || a->layout.nibbles != b->layout.nibbles)
         return false;
     for (int32_t d = 0; d < a->rank; d++)
         if (a->shape[d] != b->shape[d])

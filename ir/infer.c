@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "layout_index.h"
 
 #define BAD(...) mica_diag_set(d, MICA_ERR_INVALID, __VA_ARGS__)
 
@@ -116,11 +117,19 @@ static mica_status_t check_qweight(const mica_type_t *q, const mica_type_t *s,
             sm[i]->shape[1] != k / group)
             return BAD("%s weight %s must be f16 [%lld, %lld]", what, i ? "mins" : "scales",
                        (long long)q->shape[0], (long long)(k / group));
-    for (int i = 0; i < 3; i++) {
-        const mica_type_t *w = i == 0 ? q : sm[i - 1];
-        if (w->layout.kind != MICA_LAYOUT_ROW_MAJOR)
-            return BAD("%s: packed quantized weights are not supported yet", what);
-    }
+    /* all three row-major, or all tiled (ir/layout_index.h) for one tile: the
+     * weight by (ep, hp, lp), its scales and mins by (ep, hp, 1) */
+    if (q->layout.kind == MICA_LAYOUT_ROW_MAJOR && s->layout.kind == MICA_LAYOUT_ROW_MAJOR &&
+        m->layout.kind == MICA_LAYOUT_ROW_MAJOR)
+        return MICA_OK;
+    if (!mica_layout_is_tiled(q))
+        return BAD("%s: a packed weight must be tiled (packed(..) tiles[..])", what);
+    for (int i = 0; i < 2; i++)
+        if (!mica_layout_is_tiled(sm[i]) || sm[i]->layout.ep != q->layout.ep ||
+            sm[i]->layout.hp != q->layout.hp || sm[i]->layout.lp != 1)
+            return BAD("%s: weight packed(%d,%d,%d) needs its %s tiled as packed(%d,%d,1)", what,
+                       q->layout.ep, q->layout.hp, q->layout.lp, i ? "mins" : "scales",
+                       q->layout.ep, q->layout.hp);
     return MICA_OK;
 }
 
@@ -178,6 +187,10 @@ mica_status_t mica_node_infer_type(const mica_graph_t *g, const mica_node_t *n,
             if (t.layout.kind == MICA_LAYOUT_ROW_MAJOR && (rb == 0 || (uint64_t)(rb * rows) > n->nbytes))
                 return BAD("weight data is %llu bytes, smaller than its type needs",
                            (unsigned long long)n->nbytes);
+            if (mica_layout_is_tiled(&t) && n->nbytes != mica_layout_nbytes(&t))
+                return BAD("weight data is %llu bytes, its tiles (padding included) are %llu",
+                           (unsigned long long)n->nbytes,
+                           (unsigned long long)mica_layout_nbytes(&t));
         }
         break;
     case MICA_OP_OUTPUT:

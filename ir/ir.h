@@ -52,9 +52,20 @@ typedef enum mica_layout_kind {
     MICA_LAYOUT_PACKED = 1,    /* weights packed [h/hp, l/lp, hp, lp] */
 } mica_layout_kind_t;
 
+/* Where two u4 elements of a tiled type sit in one byte (ir/layout_index.h). */
+typedef enum mica_layout_nibbles {
+    MICA_LAYOUT_NIBBLES_NONE = 0,   /* not u4, or not tiled */
+    MICA_LAYOUT_NIBBLES_HALVES = 1, /* byte i of a tile: element i low, i + hp*lp/2 high */
+} mica_layout_nibbles_t;
+
+/* A tensor's physical order. PACKED with pad_n == 0 is the generic form
+ * (tile sizes only, element order not defined: nothing reads it); with
+ * pad_n > 0 it is the tiled order of ir/layout_index.h, which spells it out. */
 typedef struct mica_layout {
     mica_layout_kind_t kind;
     int32_t ep, hp, lp; /* tile sizes when kind == PACKED, else 0 */
+    int64_t pad_n, pad_k; /* tiled: N rounded up to hp, K up to lp (elements); else 0 */
+    mica_layout_nibbles_t nibbles; /* tiled u4: HALVES; else NONE */
 } mica_layout_t;
 
 /* The type of a value. Shapes are outermost-first; a row-major tensor has

@@ -467,6 +467,27 @@ static mica_status_t read_type(parser_t *p, mica_type_t *t)
         MICA_TRY(expect_char(p, ',', "','"));
         MICA_TRY(read_i32(p, 0, "tile size", &t->layout.lp));
         MICA_TRY(expect_char(p, ')', "')'"));
+        if (accept_word(p, "tiles")) {
+            int64_t dims[MICA_MAX_RANK];
+            int32_t rank = 0;
+            skip_ws(p);
+            size_t tat = p->pos;
+            if (peek(p) != '[')
+                return expected(p, "'[' after tiles");
+            MICA_TRY(read_dims(p, 0, dims, &rank));
+            if (rank != 4 || dims[0] < 1 || dims[1] < 1 || dims[2] != t->layout.hp ||
+                dims[3] != t->layout.lp || dims[0] > INT64_MAX / 4096 || dims[1] > INT64_MAX / 4096)
+                return PERR(p, tat, "tiles must be [TN,TK,%d,%d] with TN, TK >= 1", t->layout.hp,
+                            t->layout.lp);
+            t->layout.pad_n = dims[0] * dims[2];
+            t->layout.pad_k = dims[1] * dims[3];
+            if (accept_word(p, "nibbles")) {
+                MICA_TRY(expect_char(p, '=', "'=' after nibbles"));
+                if (!accept_word(p, "halves"))
+                    return expected(p, "halves (the only nibble order)");
+                t->layout.nibbles = MICA_LAYOUT_NIBBLES_HALVES;
+            }
+        }
     }
     return MICA_OK;
 }

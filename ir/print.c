@@ -15,7 +15,14 @@
  *            | "[" [ region { ", " region } ] "]"   kind R (raster)
  *   region   = "{in=" INT [ " idx=" INT "@" INT ] " size=" dims
  *              " src=" view " dst=" view "}"
- *   type     = DTYPE dims [ " packed(" EP "," HP "," LP ")" ]
+ *   type     = DTYPE dims [ " packed(" EP "," HP "," LP ")" [ tiles ] ]
+ *   tiles    = " tiles[" TN "," TK "," HP "," LP "]" [ " nibbles=halves" ]
+ *                                              the tiled order of ir/layout_index.h:
+ *                                              physical [TN, TK, HP, LP] with
+ *                                              TN = ceil(N/HP), TK = ceil(K/LP)
+ *                                              (zero padding); nibbles=halves on
+ *                                              u4: byte i of a tile holds element
+ *                                              i low, i + HP*LP/2 high
  *   dims     = "[" [ INT { "," INT } ] "]"      (0..6 entries; "[]" scalar)
  *   view     = OFFSET "+" "[" STRIDE { "," STRIDE } "]"  (one per dim)
  *   annots   = "!{" annot { ", " annot } "}"   (each key at most once)

@@ -104,8 +104,16 @@ void mica_text_put_type(mica_sbuf_t *b, const mica_type_t *t)
     const char *dt = mica_dtype_name(t->dtype);
     mica_sb_puts(b, dt ? dt : "?");
     mica_text_put_dims(b, t->rank, t->shape);
-    if (t->layout.kind == MICA_LAYOUT_PACKED)
-        mica_sb_printf(b, " packed(%d,%d,%d)", t->layout.ep, t->layout.hp, t->layout.lp);
+    const mica_layout_t *l = &t->layout;
+    if (l->kind == MICA_LAYOUT_PACKED) {
+        mica_sb_printf(b, " packed(%d,%d,%d)", l->ep, l->hp, l->lp);
+        if (l->pad_n || l->pad_k)
+            mica_sb_printf(b, " tiles[%lld,%lld,%d,%d]",
+                           (long long)(l->hp > 0 ? l->pad_n / l->hp : 0),
+                           (long long)(l->lp > 0 ? l->pad_k / l->lp : 0), l->hp, l->lp);
+        if (l->nibbles == MICA_LAYOUT_NIBBLES_HALVES)
+            mica_sb_puts(b, " nibbles=halves");
+    }
 }
 
 void mica_text_put_double(mica_sbuf_t *b, double x, int precision)

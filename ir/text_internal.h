@@ -39,7 +39,8 @@ void mica_text_put_ints(mica_sbuf_t *b, int32_t n, const int64_t *v, int32_t max
 /* "[v0,...]" of a dims or strides array, rank clamped to 0..MICA_MAX_RANK. */
 void mica_text_put_dims(mica_sbuf_t *b, int32_t rank, const int64_t *v);
 
-/* A type as the IR text writes it: "f32[2,3]" plus " packed(ep,hp,lp)". */
+/* A type as the IR text writes it: "f32[2,3]" plus " packed(ep,hp,lp)"
+ * and, when tiled, " tiles[..]" and " nibbles=halves" (ir/layout_index.h). */
 void mica_text_put_type(mica_sbuf_t *b, const mica_type_t *t);
 
 /* x with %.{precision}g, or nan / inf / -inf. */

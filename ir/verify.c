@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ir.h"
+#include "layout_index.h"
 #include "text_internal.h"
 
 /* Largest raster output (elements) whose regions are checked for overlap. */
@@ -41,13 +42,12 @@ static mica_status_t check_stored_type(int32_t id, const char *op, const mica_ty
 {
     if (t->rank < 0 || t->rank > MICA_MAX_RANK)
         return BAD("%%%d (%s): type has rank %d", id, op, t->rank);
-    const mica_layout_t *l = &t->layout;
-    if (l->kind == MICA_LAYOUT_ROW_MAJOR && (l->ep || l->hp || l->lp))
-        return BAD("%%%d (%s): row-major type with tile sizes (%d,%d,%d)", id, op, l->ep, l->hp,
-                   l->lp);
-    if (l->kind == MICA_LAYOUT_PACKED && (l->ep < 0 || l->hp < 1 || l->lp < 1))
-        return BAD("%%%d (%s): packed layout needs ep >= 0 and hp, lp >= 1, has (%d,%d,%d)", id,
-                   op, l->ep, l->hp, l->lp);
+    if (t->layout.kind != MICA_LAYOUT_ROW_MAJOR && t->layout.kind != MICA_LAYOUT_PACKED)
+        return MICA_OK; /* mica_node_infer_type names an unknown kind */
+    mica_diag_t why = {0};
+    mica_status_t s = mica_layout_check(t, &why);
+    if (s != MICA_OK)
+        return mica_diag_set(d, s, "%%%d (%s): %s", id, op, why.msg);
     return MICA_OK;
 }
 

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "layout.h"
 #include "memplan.h"
 #include "passes.h"
 #include "quantize.h"
@@ -16,6 +17,8 @@ static const mica_pass_t pipeline[] = {
      "epilogue/prologue fusions annotated"},
     {"quantize", mica_pass_quantize_run,
      "matmul weights to int4/int8 with group scales (-q), int8 activations per K-group"},
+    {"layout", mica_pass_layout_run,
+     "quantized weights packed into the target's tile [N/hp, K/lp, hp, lp], KV layout noted"},
     {"memplan", mica_pass_memplan_run,
      "every value that needs memory placed in one arena (mem=OFFSET), checked"},
     {"schedule", mica_pass_schedule_run,

@@ -108,7 +108,7 @@ static mica_graph_t *build_all_ops(void)
     int32_t wq = mica_build_weight(g, "blk.0.attn_q.weight", ty(MICA_DTYPE_Q4_0, 2, 64, 64, 0),
                                    NULL, 0);
     mica_type_t packed = ty(MICA_DTYPE_Q4_0, 2, 64, 64, 0);
-    packed.layout = (mica_layout_t){MICA_LAYOUT_PACKED, 4, 8, 4};
+    packed.layout = (mica_layout_t){MICA_LAYOUT_PACKED, 4, 8, 4, 0, 0, MICA_LAYOUT_NIBBLES_NONE};
     int32_t wp = mica_build_weight(g, "blk.0.ffn_down.weight", packed, NULL, 0);
     int32_t tab = mica_build_weight(g, "token_embd.weight", ty(MICA_DTYPE_Q8_0, 2, 100, 64, 0),
                                     NULL, 0);

@@ -476,7 +476,7 @@ Test(pass_ctx, defaults_and_the_pipeline_in_a_context)
     free(ta);
     cr_assert_eq(mica_pipeline_run_ctx(&ctx, &a, "nope", true, &d), MICA_ERR_INVALID);
     cr_assert_str_eq(d.msg, "unknown pass 'nope' (passes: import, geometry, fold-regions, "
-                            "fuse, quantize, memplan, schedule)");
+                            "fuse, quantize, layout, memplan, schedule)");
     mica_graph_release(a);
     mica_graph_release(b);
     mica_pass_ctx_deinit(&ctx);

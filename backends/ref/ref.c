@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout_index.h"
 #include "quant.h"
 #include "ref.h"
 #include "ref_internal.h"
@@ -197,7 +198,13 @@ static mica_status_t check_weight(const mica_node_t *n, mica_diag_t *d)
     const char *name = mica_node_name(n);
     if (!n->data || n->nbytes == 0)
         return mica_diag_set(d, MICA_ERR_INVALID, "weight '%s' has no data", name);
-    if (n->type.layout.kind != MICA_LAYOUT_ROW_MAJOR)
+    /* tiled u4 / i8 / f16 weights are read as qmatmul / wmatmul operands
+     * (ref_compute.c, through mica_layout_offset); weight_values refuses
+     * them anywhere else */
+    const bool tiled = mica_layout_is_tiled(&n->type) &&
+                       (n->type.dtype == MICA_DTYPE_U4 || n->type.dtype == MICA_DTYPE_I8 ||
+                        n->type.dtype == MICA_DTYPE_F16);
+    if (n->type.layout.kind != MICA_LAYOUT_ROW_MAJOR && !tiled)
         return mica_diag_set(d, MICA_ERR_UNSUPPORTED,
                              "weight '%s' is packed (ep=%d hp=%d lp=%d); the ref backend reads "
                              "row-major weights only",
@@ -209,6 +216,9 @@ static mica_status_t check_weight(const mica_node_t *n, mica_diag_t *d)
 static mica_status_t weight_values(const mica_node_t *n, void **out, mica_diag_t *d)
 {
     const mica_type_t *t = &n->type;
+    if (t->layout.kind != MICA_LAYOUT_ROW_MAJOR)
+        return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "weight '%s' is packed; only qmatmul and "
+                             "wmatmul read packed weights", mica_node_name(n));
     int64_t count = mica_type_numel(t);
     void *v = alloc_elems(count, d);
     if (!v)

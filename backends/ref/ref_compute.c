@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layout_index.h"
 #include "quant.h"
 #include "ref_internal.h"
 
@@ -92,8 +93,9 @@ mica_status_t mica_ref_matmul(const mica_node_t *n, const mica_ref_arg_t *args, 
 /* ------------------------------------------------------------------------ */
 /* quantized matmul (ops.def: act_scale, act_quant, qmatmul, wmatmul)        */
 
-/* Row r of a [rows, n] integer operand (u4 / i8 weight bytes, or values
- * held as floats) as int32. */
+/* Row r of a [rows, n] integer operand (u4 / i8 weight bytes, row-major or
+ * tiled, read through mica_layout_offset; or values held as floats) as
+ * int32. */
 static void int_row(const mica_ref_arg_t *a, int64_t r, int64_t n, int32_t *dst)
 {
     if (a->f) {
@@ -103,20 +105,23 @@ static void int_row(const mica_ref_arg_t *a, int64_t r, int64_t n, int32_t *dst)
         }
         return;
     }
-    const unsigned char *b = a->bytes + r * mica_dtype_row_bytes(a->type.dtype, n);
-    for (int64_t k = 0; k < n; k++)
-        dst[k] = a->type.dtype == MICA_DTYPE_I8 ? (int32_t)(int8_t)b[k]
-                                                : (int32_t)((b[k / 2] >> (4 * (k & 1))) & 0xf);
+    for (int64_t k = 0; k < n; k++) {
+        int32_t shift;
+        const unsigned char *b = a->bytes + mica_layout_offset(&a->type, r, k, &shift);
+        dst[k] = a->type.dtype == MICA_DTYPE_I8 ? (int32_t)(int8_t)*b
+                                                : (int32_t)((*b >> shift) & 0xf);
+    }
 }
 
-/* Row r of a [rows, n] f16 operand (weight bytes or values) as float. */
+/* Row r of a [rows, n] f16 operand (weight bytes, row-major or tiled, or
+ * values) as float. */
 static void f16_row(const mica_ref_arg_t *a, int64_t r, int64_t n, float *dst)
 {
     for (int64_t k = 0; k < n; k++) {
         if (a->f) {
             dst[k] = a->f[r * n + k];
         } else {
-            const unsigned char *p = a->bytes + 2 * (r * n + k);
+            const unsigned char *p = a->bytes + mica_layout_offset(&a->type, r, k, NULL);
             dst[k] = mica_f16_to_f32((uint16_t)(p[0] | (unsigned)p[1] << 8));
         }
     }
