@@ -2,6 +2,7 @@
  * reduction (matmul, norms, softmax sums, attention) and in the
  * transcendental functions. Rounding a result to an f16/bf16 output dtype
  * is the interpreter's job, after the kernel. */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,12 +106,33 @@ static void int_row(const mica_ref_arg_t *a, int64_t r, int64_t n, int32_t *dst)
         }
         return;
     }
-    for (int64_t k = 0; k < n; k++) {
-        int32_t shift;
-        const unsigned char *b = a->bytes + mica_layout_offset(&a->type, r, k, &shift);
-        dst[k] = a->type.dtype == MICA_DTYPE_I8 ? (int32_t)(int8_t)*b
-                                                : (int32_t)((*b >> shift) & 0xf);
+    const bool i8 = a->type.dtype == MICA_DTYPE_I8;
+    int32_t shift;
+    if (!mica_layout_is_tiled(&a->type)) {
+        for (int64_t k = 0; k < n; k++) {
+            const unsigned char *p = a->bytes + mica_layout_offset(&a->type, r, k, &shift);
+            dst[k] = i8 ? (int32_t)(int8_t)*p : (int32_t)((*p >> shift) & 0xf);
+        }
+        return;
     }
+    /* A tiled row is runs of lp consecutive bytes (one tile row each, in one
+     * nibble half for u4), one tile apart. The index function gives the
+     * first run and the stride, and is checked on the last run, so the
+     * layout keeps one source of truth. */
+    const int64_t lp = a->type.layout.lp;
+    const int64_t at0 = mica_layout_offset(&a->type, r, 0, &shift);
+    const int64_t stride = n > lp ? mica_layout_offset(&a->type, r, lp, NULL) - at0 : 0;
+    for (int64_t k0 = 0; k0 < n; k0 += lp) {
+        const int64_t len = n - k0 < lp ? n - k0 : lp, at = at0 + (k0 / lp) * stride;
+        for (int64_t i = 0; i < len; i++) {
+            const unsigned char v = a->bytes[at + i];
+            dst[k0 + i] = i8 ? (int32_t)(int8_t)v : (int32_t)((v >> shift) & 0xf);
+        }
+    }
+    int32_t last_shift;
+    const int64_t last = mica_layout_offset(&a->type, r, n - 1, &last_shift);
+    assert(last == at0 + ((n - 1) / lp) * stride + (n - 1) % lp && last_shift == shift);
+    (void)last;
 }
 
 /* Row r of a [rows, n] f16 operand (weight bytes, row-major or tiled, or
