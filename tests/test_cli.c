@@ -20,25 +20,15 @@ static char tmpdir[] = "/tmp/mica-cli-XXXXXX";
 
 static void setup(void)
 {
-    cr_assert(mkdtemp(tmpdir));
+    mica_test_tmpdir_make(tmpdir);
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    mica_test_tmpdir_remove(tmpdir);
 }
 
-static const char *tmp(const char *name)
-{
-    static char path[4][512];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
+#define tmp(name) mica_test_path(tmpdir, name)
 typedef mica_test_result_t result_t;
 #define run(...) mica_test_mica(tmpdir, __VA_ARGS__)
 #define result_free mica_test_result_free

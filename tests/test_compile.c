@@ -24,38 +24,16 @@ static char tmpdir[] = "/tmp/mica-compile-XXXXXX";
 
 static void setup(void)
 {
-    cr_assert(mkdtemp(tmpdir));
+    mica_test_tmpdir_make(tmpdir);
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    mica_test_tmpdir_remove(tmpdir);
 }
 
-static const char *path_in(const char *name)
-{
-    static char p[8][512];
-    static int next;
-    char *s = p[next++ % 8];
-    snprintf(s, 512, "%s/%s", tmpdir, name);
-    return s;
-}
-
-/* Entries of tmpdir other than the captured stdout/stderr. */
-static int entries(void)
-{
-    DIR *dp = opendir(tmpdir);
-    cr_assert(dp);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dp)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "stdout") &&
-             strcmp(e->d_name, "stderr");
-    closedir(dp);
-    return n;
-}
+#define path_in(name) mica_test_path(tmpdir, name)
+#define entries() mica_test_dir_entries(tmpdir)
 
 TestSuite(compile, .init = setup, .fini = teardown, .timeout = 120);
 

@@ -18,52 +18,11 @@
 #include "ref.h"
 #include "ref_program.h"
 #include "rewrite.h"
+#include "test_model.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
-
-static size_t read_ids(const char *name, int32_t *ids, size_t cap)
-{
-    size_t len;
-    char *text = mica_test_read_file(mica_test_golden(name), &len);
-    cr_assert(text, "cannot read %s", mica_test_golden(name));
-    size_t n = 0;
-    for (char *p = text; *p && n < cap;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-        while (*p == '\n' || *p == ' ')
-            p++;
-    }
-    free(text);
-    return n;
-}
-
-static double nmse(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - (double)b[i];
-        num += e * e;
-        den += (double)b[i] * (double)b[i];
-    }
-    return num / den;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= m))
-            m = e;
-    }
-    return m;
-}
 
 /* The program of `file` run through the pipeline up to `after`. */
 static mica_program_t *program_open(const mica_gguf_t *f, const mica_model_config_t *cfg,
@@ -139,24 +98,21 @@ static void check_model(const char *model, const char *type)
     snprintf(ids_name, sizeof ids_name, "%s.ids", model);
     snprintf(exact_name, sizeof exact_name, "%s.%s.exact.f32", model, type);
     int32_t ids[64];
-    size_t n = read_ids(ids_name, ids, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64);
     cr_assert_eq(n, 16);
-    mica_diag_t d = {0};
-    mica_gguf_t *f = NULL;
-    mica_model_config_t cfg;
-    cr_assert_eq(mica_gguf_open(mica_test_golden(file), &f, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK, "%s", d.msg);
-    const size_t V = (size_t)cfg.n_vocab;
+    mica_test_model_t mf;
+    mica_test_model_open(&mf, mica_test_golden(file));
+    const size_t V = (size_t)mf.cfg.n_vocab;
 
-    mica_program_t *plain = program_open(f, &cfg, "fold-regions");
-    mica_program_t *fused = program_open(f, &cfg, "fuse");
-    expect_counts(fused->prefill, &cfg, file);
-    expect_counts(fused->decode, &cfg, file);
+    mica_program_t *plain = program_open(mf.f, &mf.cfg, "fold-regions");
+    mica_program_t *fused = program_open(mf.f, &mf.cfg, "fuse");
+    expect_counts(fused->prefill, &mf.cfg, file);
+    expect_counts(fused->decode, &mf.cfg, file);
 
     /* one merged blob per layer: decode reused what prefill made */
-    cr_expect_eq(mica_const_store_count(fused->consts), cfg.n_layer, "%s: %lld blobs", file,
+    cr_expect_eq(mica_const_store_count(fused->consts), mf.cfg.n_layer, "%s: %lld blobs", file,
                  (long long)mica_const_store_count(fused->consts));
-    for (int64_t l = 0; l < cfg.n_layer; l++) {
+    for (int64_t l = 0; l < mf.cfg.n_layer; l++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%lld.ffn_gate_up.weight", (long long)l);
         const mica_node_t *a = find_weight(fused->prefill, name);
@@ -172,7 +128,7 @@ static void check_model(const char *model, const char *type)
     cr_assert(pb && ps && fb && fs);
     program_eval(plain, ids, n, V, pb, ps);
     program_eval(fused, ids, n, V, fb, fs);
-    double e_batch = max_abs_diff(fb, pb, n * V), e_step = max_abs_diff(fs, ps, n * V);
+    double e_batch = mica_test_max_abs_diff(fb, pb, n * V), e_step = mica_test_max_abs_diff(fs, ps, n * V);
     cr_log_info("%s: fused vs unfused max |diff| prefill %.3g decode %.3g", file, e_batch, e_step);
     cr_expect(e_batch <= 1e-6, "%s: prefill differs by %g", file, e_batch);
     cr_expect(e_step <= 1e-6, "%s: decode differs by %g", file, e_step);
@@ -180,7 +136,7 @@ static void check_model(const char *model, const char *type)
     size_t exact_len;
     float *exact = (float *)mica_test_read_file(mica_test_golden(exact_name), &exact_len);
     cr_assert(exact && exact_len == n * V * sizeof(float), "%s", exact_name);
-    double e_exact = nmse(fb, exact, n * V), e_exact_step = nmse(fs, exact, n * V);
+    double e_exact = mica_test_nmse(fb, exact, n * V), e_exact_step = mica_test_nmse(fs, exact, n * V);
     cr_log_info("%s: fused NMSE vs exact: prefill %.3g decode %.3g", file, e_exact, e_exact_step);
     cr_expect(e_exact <= 1e-10, "%s: prefill NMSE vs exact %g", file, e_exact);
     cr_expect(e_exact_step <= 1e-10, "%s: decode NMSE vs exact %g", file, e_exact_step);
@@ -192,7 +148,7 @@ static void check_model(const char *model, const char *type)
     free(fs);
     mica_program_release(plain);
     mica_program_release(fused);
-    mica_gguf_close(f);
+    mica_test_model_close(&mf);
 }
 
 Test(fuse_program, llama_f32) { check_model("llama-tiny", "f32"); }
@@ -211,19 +167,16 @@ Test(fuse_program, qwen2_q4_1) { check_model("qwen2-tiny", "q4_1"); }
 
 static void check_rows(const char *file)
 {
-    mica_diag_t d = {0};
-    mica_gguf_t *f = NULL;
-    mica_model_config_t cfg;
-    cr_assert_eq(mica_gguf_open(mica_test_golden(file), &f, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK, "%s", d.msg);
-    mica_program_t *p = program_open(f, &cfg, "fuse");
-    for (int64_t l = 0; l < cfg.n_layer; l++) {
+    mica_test_model_t mf;
+    mica_test_model_open(&mf, mica_test_golden(file));
+    mica_program_t *p = program_open(mf.f, &mf.cfg, "fuse");
+    for (int64_t l = 0; l < mf.cfg.n_layer; l++) {
         char gn[64], un[64], mn[64];
         snprintf(gn, sizeof gn, "blk.%lld.ffn_gate.weight", (long long)l);
         snprintf(un, sizeof un, "blk.%lld.ffn_up.weight", (long long)l);
         snprintf(mn, sizeof mn, "blk.%lld.ffn_gate_up.weight", (long long)l);
-        const mica_gguf_tensor_t *tg = mica_gguf_find_tensor(f, gn);
-        const mica_gguf_tensor_t *tu = mica_gguf_find_tensor(f, un);
+        const mica_gguf_tensor_t *tg = mica_gguf_find_tensor(mf.f, gn);
+        const mica_gguf_tensor_t *tu = mica_gguf_find_tensor(mf.f, un);
         const mica_node_t *w = find_weight(p->prefill, mn);
         cr_assert(tg && tu && w, "%s: %s", file, mn);
         int64_t F = tg->ne[1], K = tg->ne[0];
@@ -246,7 +199,7 @@ static void check_rows(const char *file)
         }
     }
     mica_program_release(p);
-    mica_gguf_close(f);
+    mica_test_model_close(&mf);
 }
 
 Test(fuse_weights, merged_rows_equal_the_file_rows)
@@ -507,17 +460,14 @@ Test(fuse_smollm, every_layer_fused, .timeout = 120)
     const char *path = getenv("MICA_DEFAULT_MODEL");
     cr_assert(path && *path, "MICA_DEFAULT_MODEL is not set: run tools/fetch-model.sh and export "
                              "its path");
-    mica_diag_t d = {0};
-    mica_gguf_t *f = NULL;
-    mica_model_config_t cfg;
-    cr_assert_eq(mica_gguf_open(path, &f, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK, "%s", d.msg);
-    mica_program_t *p = program_open(f, &cfg, "fuse");
-    expect_counts(p->prefill, &cfg, "SmolLM2 prefill");
-    expect_counts(p->decode, &cfg, "SmolLM2 decode");
-    cr_expect_eq(mica_const_store_count(p->consts), cfg.n_layer);
+    mica_test_model_t mf;
+    mica_test_model_open(&mf, path);
+    mica_program_t *p = program_open(mf.f, &mf.cfg, "fuse");
+    expect_counts(p->prefill, &mf.cfg, "SmolLM2 prefill");
+    expect_counts(p->decode, &mf.cfg, "SmolLM2 decode");
+    cr_expect_eq(mica_const_store_count(p->consts), mf.cfg.n_layer);
     cr_log_info("SmolLM2: %lld merged blobs, %llu bytes", (long long)mica_const_store_count(p->consts),
                 (unsigned long long)mica_const_store_bytes(p->consts));
     mica_program_release(p);
-    mica_gguf_close(f);
+    mica_test_model_close(&mf);
 }

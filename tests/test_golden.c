@@ -9,28 +9,8 @@
 #include <string.h>
 
 #include "ref_model.h"
+#include "test_model.h"
 #include "test_support.h"
-
-/* Comma-separated ids from a golden file; returns the count. */
-static size_t read_ids(const char *name, int32_t *ids, size_t cap)
-{
-    size_t len;
-    char *text = mica_test_read_file(mica_test_golden(name), &len);
-    cr_assert(text, "cannot read %s", mica_test_golden(name));
-    size_t n = 0;
-    for (char *p = text; *p && n < cap;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-        while (*p == '\n' || *p == ' ')
-            p++;
-    }
-    free(text);
-    return n;
-}
 
 static mica_ref_model_t *open_model(const char *file, const char *after)
 {
@@ -38,17 +18,6 @@ static mica_ref_model_t *open_model(const char *file, const char *after)
     mica_diag_t d = {0};
     cr_assert_eq(mica_ref_model_open(mica_test_golden(file), after, &m, &d), MICA_OK, "%s: %s", file,
                  d.msg);
-    return m;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= m))
-            m = e; /* NaN propagates as the maximum */
-    }
     return m;
 }
 
@@ -62,7 +31,7 @@ static void check_logits(const char *dir, const char *model, const char *type)
     snprintf(ids_name, sizeof ids_name, "%s%s.ids", dir, model);
     snprintf(exact_name, sizeof exact_name, "%s%s.%s.exact.f32", dir, model, type);
     int32_t ids[64];
-    size_t n = read_ids(ids_name, ids, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64);
     cr_assert_eq(n, 16);
 
     mica_ref_model_t *m = open_model(file, NULL);
@@ -76,7 +45,7 @@ static void check_logits(const char *dir, const char *model, const char *type)
     float *batch = malloc(n * V * sizeof *batch), *step = malloc(n * V * sizeof *step);
     mica_diag_t d = {0};
     cr_assert_eq(mica_ref_model_eval(m, ids, (int32_t)n, true, batch, &d), MICA_OK, "%s", d.msg);
-    double err = max_abs_diff(batch, exact, n * V);
+    double err = mica_test_max_abs_diff(batch, exact, n * V);
     cr_log_info("%s: batch max |diff| vs exact = %.3g", file, err);
     cr_expect(err <= 1e-3, "%s: batch logits differ from exact by %g", file, err);
 
@@ -84,7 +53,7 @@ static void check_logits(const char *dir, const char *model, const char *type)
     for (size_t t = 0; t < n; t++)
         cr_assert_eq(mica_ref_model_eval(m, &ids[t], 1, false, step + t * V, &d), MICA_OK, "%s",
                      d.msg);
-    double cache_err = max_abs_diff(step, batch, n * V);
+    double cache_err = mica_test_max_abs_diff(step, batch, n * V);
     cr_expect(cache_err <= 1e-4, "%s: decoding through the KV cache differs from the batch by %g",
               file, cache_err);
 
@@ -126,7 +95,7 @@ static void check_greedy(const char *dir, const char *model)
     snprintf(ids_name, sizeof ids_name, "%s%s.ids", dir, model);
     snprintf(greedy_name, sizeof greedy_name, "%s%s.f32.greedy.txt", dir, model);
     int32_t ids[64], want[64];
-    size_t n = read_ids(ids_name, ids, 64), n_want = read_ids(greedy_name, want, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64), n_want = mica_test_read_ids(greedy_name, want, 64);
     cr_assert(n_want >= 1);
     mica_ref_model_t *m = open_model(file, NULL);
     const int32_t V = (int32_t)mica_ref_model_config(m)->n_vocab;
@@ -162,11 +131,11 @@ static void check_passes(const char *file)
     mica_diag_t d = {0};
     cr_assert_eq(mica_ref_model_eval(a, ids, 6, true, la, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(mica_ref_model_eval(b, ids, 6, true, lb, &d), MICA_OK, "%s", d.msg);
-    cr_expect_eq(max_abs_diff(la, lb, 6 * V), 0.0, "%s: prefill differs after fold-regions", file);
+    cr_expect_eq(mica_test_max_abs_diff(la, lb, 6 * V), 0.0, "%s: prefill differs after fold-regions", file);
     for (int t = 6; t < 8; t++) {
         cr_assert_eq(mica_ref_model_eval(a, &ids[t], 1, false, la, &d), MICA_OK, "%s", d.msg);
         cr_assert_eq(mica_ref_model_eval(b, &ids[t], 1, false, lb, &d), MICA_OK, "%s", d.msg);
-        cr_expect_eq(max_abs_diff(la, lb, V), 0.0, "%s: decode step %d differs after fold-regions",
+        cr_expect_eq(mica_test_max_abs_diff(la, lb, V), 0.0, "%s: decode step %d differs after fold-regions",
                      file, t);
     }
     free(la);

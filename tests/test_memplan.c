@@ -10,30 +10,8 @@
 #include "passes.h"
 #include "program.h"
 #include "ref_program.h"
+#include "test_model.h"
 #include "test_support.h"
-
-typedef struct fixture {
-    mica_gguf_t *f;
-    mica_model_config_t cfg;
-    mica_program_t *p;
-} fixture_t;
-
-static void open_program(fixture_t *x, const char *path, int64_t chunk, int64_t n_ctx)
-{
-    mica_diag_t d = {0};
-    memset(x, 0, sizeof *x);
-    cr_assert_eq(mica_gguf_open(path, &x->f, &d), MICA_OK, "%s: %s", path, d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(x->f, &x->cfg, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_program_build(x->f, &x->cfg, chunk, n_ctx, &x->p, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_pipeline_run(&x->p->prefill, "fold-regions", true, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_pipeline_run(&x->p->decode, "fold-regions", true, &d), MICA_OK, "%s", d.msg);
-}
-
-static void close_program(fixture_t *x)
-{
-    mica_program_release(x->p);
-    mica_gguf_close(x->f);
-}
 
 /* The most bytes alive at any one node, computed by plain loops: no plan
  * can use less arena than that. */
@@ -52,8 +30,8 @@ static int64_t live_lower_bound(const mica_graph_t *g, const mica_memplan_t *p)
 
 static void check_plans(const char *path, int64_t chunk, int64_t n_ctx)
 {
-    fixture_t x;
-    open_program(&x, path, chunk, n_ctx);
+    mica_test_model_t x;
+    mica_test_program_open(&x, path, chunk, n_ctx, "fold-regions");
     const mica_graph_t *gs[2] = {x.p->prefill, x.p->decode};
     const char *names[2] = {"prefill", "decode"};
     for (int k = 0; k < 2; k++) {
@@ -72,7 +50,7 @@ static void check_plans(const char *path, int64_t chunk, int64_t n_ctx)
                       path, names[k], (long long)plan->arena_bytes, (long long)lb);
         mica_memplan_release(plan);
     }
-    close_program(&x);
+    mica_test_model_close(&x);
 }
 
 Test(memplan, golden_models)
@@ -93,8 +71,8 @@ Test(memplan, smollm2)
 /* Breaking a valid plan in each way the checker must notice. */
 Test(memplan, checker_catches_broken_plans)
 {
-    fixture_t x;
-    open_program(&x, mica_test_golden("qwen2-tiny.q4_1.gguf"), 4, 16);
+    mica_test_model_t x;
+    mica_test_program_open(&x, mica_test_golden("qwen2-tiny.q4_1.gguf"), 4, 16, "fold-regions");
     const mica_graph_t *g = x.p->prefill;
     mica_memplan_t *plan = NULL;
     mica_diag_t d = {0};
@@ -131,15 +109,15 @@ Test(memplan, checker_catches_broken_plans)
     cr_assert_neq(mica_memplan_check(g, MICA_MEMPLAN_DEVICE, plan, &d), MICA_OK);
     cr_assert(strstr(d.msg, "needs no memory"), "%s", d.msg);
     mica_memplan_release(plan);
-    close_program(&x);
+    mica_test_model_close(&x);
 }
 
 /* The ref runner allocates one arena of exactly the larger plan, and the
  * plans it used pass the checker in its 4-byte elements. */
 Test(memplan, ref_runner_allocates_the_plan)
 {
-    fixture_t x;
-    open_program(&x, mica_test_golden("llama-tiny.q8_0.gguf"), 8, 32);
+    mica_test_model_t x;
+    mica_test_program_open(&x, mica_test_golden("llama-tiny.q8_0.gguf"), 8, 32, "fold-regions");
     int64_t want = 0;
     const mica_graph_t *gs[2] = {x.p->prefill, x.p->decode};
     mica_diag_t d = {0};
@@ -157,5 +135,5 @@ Test(memplan, ref_runner_allocates_the_plan)
     cr_assert_eq(mica_ref_program_state_bytes(r),
                  (uint64_t)(x.cfg.n_layer * 2 * x.cfg.n_head_kv * 32 * x.cfg.head_dim * 4));
     mica_ref_program_release(r);
-    close_program(&x);
+    mica_test_model_close(&x);
 }

@@ -14,55 +14,12 @@
 #include "program.h"
 #include "ref_model.h"
 #include "ref_program.h"
+#include "test_model.h"
 #include "test_support.h"
 
-static size_t read_ids(const char *name, int32_t *ids, size_t cap)
-{
-    size_t len;
-    char *text = mica_test_read_file(mica_test_golden(name), &len);
-    cr_assert(text, "cannot read %s", mica_test_golden(name));
-    size_t n = 0;
-    for (char *p = text; *p && n < cap;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-        while (*p == '\n' || *p == ' ')
-            p++;
-    }
-    free(text);
-    return n;
-}
-
-/* sum (a-b)^2 / sum b^2 */
-static double nmse(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - (double)b[i];
-        num += e * e;
-        den += (double)b[i] * (double)b[i];
-    }
-    return num / den;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= m))
-            m = e;
-    }
-    return m;
-}
-
+/* A golden program (tests/support/test_model.h) and its ref runner. */
 typedef struct fixture {
-    mica_gguf_t *f;
-    mica_model_config_t cfg;
-    mica_program_t *p;
+    mica_test_model_t m;
     mica_ref_program_t *r;
 } fixture_t;
 
@@ -70,22 +27,15 @@ static void fixture_open(fixture_t *x, const char *file, int64_t chunk, int64_t 
                          const char *after)
 {
     mica_diag_t d = {0};
-    memset(x, 0, sizeof *x);
-    cr_assert_eq(mica_gguf_open(mica_test_golden(file), &x->f, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(x->f, &x->cfg, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_program_build(x->f, &x->cfg, chunk, n_ctx, &x->p, &d), MICA_OK, "%s", d.msg);
-    if (after) {
-        cr_assert_eq(mica_pipeline_run(&x->p->prefill, after, true, &d), MICA_OK, "%s", d.msg);
-        cr_assert_eq(mica_pipeline_run(&x->p->decode, after, true, &d), MICA_OK, "%s", d.msg);
-    }
-    cr_assert_eq(mica_ref_program_create(x->p, &x->r, &d), MICA_OK, "%s", d.msg);
+    x->r = NULL;
+    mica_test_program_open(&x->m, mica_test_golden(file), chunk, n_ctx, after);
+    cr_assert_eq(mica_ref_program_create(x->m.p, &x->r, &d), MICA_OK, "%s", d.msg);
 }
 
 static void fixture_close(fixture_t *x)
 {
     mica_ref_program_release(x->r);
-    mica_program_release(x->p);
-    mica_gguf_close(x->f);
+    mica_test_model_close(&x->m);
 }
 
 /* All 16 golden ids in prefill chunks of 5 (5+5+5+1: the last chunk is
@@ -98,11 +48,11 @@ static void check_program(const char *model, const char *type, const char *after
     snprintf(ids_name, sizeof ids_name, "%s.ids", model);
     snprintf(exact_name, sizeof exact_name, "%s.%s.exact.f32", model, type);
     int32_t ids[64];
-    size_t n = read_ids(ids_name, ids, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64);
     cr_assert_eq(n, 16);
     fixture_t x;
     fixture_open(&x, file, 5, 40, after);
-    const size_t V = (size_t)x.cfg.n_vocab;
+    const size_t V = (size_t)x.m.cfg.n_vocab;
     size_t exact_len;
     float *exact = (float *)mica_test_read_file(mica_test_golden(exact_name), &exact_len);
     cr_assert(exact && exact_len == n * V * sizeof(float), "%s", exact_name);
@@ -112,7 +62,7 @@ static void check_program(const char *model, const char *type, const char *after
     mica_diag_t d = {0};
     cr_assert_eq(mica_ref_program_eval(x.r, ids, (int32_t)n, true, batch, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(mica_ref_program_n_past(x.r), (int64_t)n);
-    double e_exact = nmse(batch, exact, n * V);
+    double e_exact = mica_test_nmse(batch, exact, n * V);
     cr_log_info("%s: static prefill NMSE vs exact %.3g", file, e_exact);
     cr_expect(e_exact <= 1e-10, "%s: prefill NMSE vs exact %g", file, e_exact);
 
@@ -125,9 +75,9 @@ static void check_program(const char *model, const char *type, const char *after
         cr_assert_eq(mica_ref_model_eval(m, &ids[t], 1, false, oracle + t * V, &d), MICA_OK, "%s",
                      d.msg);
     }
-    double e_step = max_abs_diff(step, oracle, n * V);
+    double e_step = mica_test_max_abs_diff(step, oracle, n * V);
     cr_expect(e_step <= 1e-5, "%s: decode differs from the per-step oracle by %g", file, e_step);
-    double e_batch = max_abs_diff(step, batch, n * V);
+    double e_batch = mica_test_max_abs_diff(step, batch, n * V);
     cr_expect(e_batch <= 1e-4, "%s: decode differs from prefill by %g", file, e_batch);
     mica_ref_model_close(m);
     free(batch);
@@ -153,10 +103,10 @@ static void check_greedy(const char *model)
     snprintf(ids_name, sizeof ids_name, "%s.ids", model);
     snprintf(greedy_name, sizeof greedy_name, "%s.f32.greedy.txt", model);
     int32_t ids[64], want[64];
-    size_t n = read_ids(ids_name, ids, 64), n_want = read_ids(greedy_name, want, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64), n_want = mica_test_read_ids(greedy_name, want, 64);
     fixture_t x;
     fixture_open(&x, file, 8, 64, "fold-regions");
-    const int32_t V = (int32_t)x.cfg.n_vocab;
+    const int32_t V = (int32_t)x.m.cfg.n_vocab;
     float *logits = malloc((size_t)V * sizeof *logits);
     mica_diag_t d = {0};
     cr_assert_eq(mica_ref_program_eval(x.r, ids, (int32_t)n, false, logits, &d), MICA_OK, "%s",
@@ -183,7 +133,7 @@ Test(program, errors_leave_the_cache_alone)
 {
     fixture_t x;
     fixture_open(&x, "llama-tiny.q8_0.gguf", 4, 10, NULL);
-    const size_t V = (size_t)x.cfg.n_vocab;
+    const size_t V = (size_t)x.m.cfg.n_vocab;
     int32_t ids[12] = {1, 5, 9, 200, 31, 7, 2, 99, 13, 14, 15, 16};
     float *a = malloc(V * sizeof *a), *b = malloc(V * sizeof *b);
     mica_diag_t d = {0};
@@ -199,7 +149,7 @@ Test(program, errors_leave_the_cache_alone)
     cr_assert_eq(mica_ref_model_open(mica_test_golden("llama-tiny.q8_0.gguf"), NULL, &m, &d),
                  MICA_OK, "%s", d.msg);
     cr_assert_eq(mica_ref_model_eval(m, ids, 7, false, b, &d), MICA_OK, "%s", d.msg);
-    cr_expect(max_abs_diff(a, b, V) <= 1e-4, "after the failed calls: %g", max_abs_diff(a, b, V));
+    cr_expect(mica_test_max_abs_diff(a, b, V) <= 1e-4, "after the failed calls: %g", mica_test_max_abs_diff(a, b, V));
     mica_ref_model_close(m);
     free(a);
     free(b);
@@ -212,7 +162,7 @@ Test(program, ir_text_round_trip)
 {
     fixture_t x;
     fixture_open(&x, "qwen2-tiny.q8_0.gguf", 4, 16, "fold-regions");
-    const mica_graph_t *gs[2] = {x.p->prefill, x.p->decode};
+    const mica_graph_t *gs[2] = {x.m.p->prefill, x.m.p->decode};
     for (int i = 0; i < 2; i++) {
         char *text = mica_graph_print(gs[i]);
         cr_assert(text);

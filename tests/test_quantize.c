@@ -17,6 +17,7 @@
 #include "quantize.h"
 #include "ref.h"
 #include "ref_program.h"
+#include "test_model.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------------ */
@@ -38,17 +39,6 @@ static float deq(mica_dtype_t qt, const uint8_t *q, const uint8_t *s, const uint
 {
     int64_t gi = (e / k) * (k / group) + (e % k) / group;
     return f16v(s, gi) * (float)qv(qt, q, e) + f16v(m, gi);
-}
-
-static double nmse(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)a[i] - (double)b[i];
-        num += e * e;
-        den += (double)b[i] * (double)b[i];
-    }
-    return num / den;
 }
 
 static uint64_t q_bytes(mica_dtype_t qt, int64_t numel)
@@ -436,26 +426,6 @@ Test(quantize, const_store)
 /* ------------------------------------------------------------------------ */
 /* (d) quantized programs against the golden exact logits                    */
 
-static size_t read_ids(const char *name, int32_t *ids, size_t cap)
-{
-    size_t len;
-    char *text = mica_test_read_file(mica_test_golden(name), &len);
-    cr_assert(text, "cannot read %s", mica_test_golden(name));
-    size_t n = 0;
-    for (char *p = text; *p && n < cap;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-        while (*p == '\n' || *p == ' ')
-            p++;
-    }
-    free(text);
-    return n;
-}
-
 /* llama.cpp's NMSE against exact for MODEL.TYPE, from golden/yardstick.tsv. */
 static double yardstick(const char *model_type)
 {
@@ -484,14 +454,11 @@ static void run_quantized(const char *file, const mica_quant_options_t *opt, int
                           int64_t n_ctx, const int32_t *ids, int32_t n, float *out_prefill,
                           float *out_decode, mica_diag_t *d_out)
 {
-    mica_gguf_t *f = NULL;
-    mica_model_config_t cfg;
-    mica_program_t *p = NULL;
+    mica_test_model_t x;
+    mica_test_program_open(&x, file, chunk, n_ctx, NULL);
+    mica_program_t *p = x.p;
     mica_ref_program_t *r = NULL;
     mica_diag_t d = {0};
-    cr_assert_eq(mica_gguf_open(file, &f, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_program_build(f, &cfg, chunk, n_ctx, &p, &d), MICA_OK, "%s", d.msg);
     if (opt) {
         cr_assert_eq(mica_pass_quantize(opt, p->consts, &p->prefill, &d), MICA_OK, "%s", d.msg);
         int64_t blobs = mica_const_store_count(p->consts);
@@ -513,12 +480,11 @@ static void run_quantized(const char *file, const mica_quant_options_t *opt, int
     if (out_decode) {
         mica_ref_program_reset(r);
         for (int32_t t = 0; t < n; t++)
-            cr_assert_eq(mica_ref_program_eval(r, &ids[t], 1, false, out_decode + (size_t)t * cfg.n_vocab,
+            cr_assert_eq(mica_ref_program_eval(r, &ids[t], 1, false, out_decode + (size_t)t * x.cfg.n_vocab,
                                                &d), MICA_OK, "%s", d.msg);
     }
     mica_ref_program_release(r);
-    mica_program_release(p);
-    mica_gguf_close(f);
+    mica_test_model_close(&x);
     if (d_out)
         *d_out = d;
 }
@@ -548,7 +514,7 @@ static void check_golden(const char *model, const char *type, mica_quant_mode_t 
     snprintf(ids_name, sizeof ids_name, "%s.ids", model);
     snprintf(mt, sizeof mt, "%s.%s", model, type);
     int32_t ids[64];
-    size_t n = read_ids(ids_name, ids, 64);
+    size_t n = mica_test_read_ids(ids_name, ids, 64);
     cr_assert_eq(n, 16);
     size_t total;
     float *exact = read_exact(model, type, &total);
@@ -559,7 +525,7 @@ static void check_golden(const char *model, const char *type, mica_quant_mode_t 
         size_t n2;
         float *other = read_exact(model, vs, &n2);
         cr_assert_eq(n2, total);
-        base = nmse(other, exact, total);
+        base = mica_test_nmse(other, exact, total);
         free(other);
     }
     const double limit = factor * base;
@@ -568,7 +534,7 @@ static void check_golden(const char *model, const char *type, mica_quant_mode_t 
     mica_quant_options_t opt = {.mode = mode, .summary = summary, .summary_cap = sizeof summary};
     run_quantized(mica_test_golden(file), &opt, 8, 40, ids, (int32_t)n, pre, decode ? dec : NULL,
                   NULL);
-    double e_pre = nmse(pre, exact, total), e_dec = decode ? nmse(dec, exact, total) : 0.0;
+    double e_pre = mica_test_nmse(pre, exact, total), e_dec = decode ? mica_test_nmse(dec, exact, total) : 0.0;
     char dec_txt[48] = "";
     if (decode)
         snprintf(dec_txt, sizeof dec_txt, " decode %.3e", e_dec);
@@ -624,13 +590,10 @@ GOLDEN(qwen2_f32_w8a16, "qwen2-tiny", "f32", MICA_QUANT_W8A16, 1.25, "q8_0")
  * is untouched, --group 64 requantizes a Q4_0 file. */
 Test(quantize, choices_in_the_dump)
 {
-    mica_gguf_t *f = NULL;
-    mica_model_config_t cfg;
-    mica_program_t *p = NULL;
+    mica_test_model_t x;
+    mica_test_program_open(&x, mica_test_golden("llama-tiny.f32.gguf"), 4, 8, NULL);
+    mica_program_t *p = x.p;
     mica_diag_t d = {0};
-    cr_assert_eq(mica_gguf_open(mica_test_golden("llama-tiny.f32.gguf"), &f, &d), MICA_OK);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK);
-    cr_assert_eq(mica_program_build(f, &cfg, 4, 8, &p, &d), MICA_OK, "%s", d.msg);
     char summary[1 << 14] = "";
     mica_quant_options_t opt = {.summary = summary, .summary_cap = sizeof summary};
     cr_assert_eq(mica_pass_quantize(&opt, p->consts, &p->decode, &d), MICA_OK, "%s", d.msg);
@@ -651,11 +614,9 @@ Test(quantize, choices_in_the_dump)
     free(text);
 
     /* a Q4_0 file with --group 64 requantizes; with the default it transcodes */
-    mica_program_release(p);
-    mica_gguf_close(f);
-    cr_assert_eq(mica_gguf_open(mica_test_golden("llama-tiny.q4_0.gguf"), &f, &d), MICA_OK);
-    cr_assert_eq(mica_model_config_from_gguf(f, &cfg, &d), MICA_OK);
-    cr_assert_eq(mica_program_build(f, &cfg, 4, 8, &p, &d), MICA_OK, "%s", d.msg);
+    mica_test_model_close(&x);
+    mica_test_program_open(&x, mica_test_golden("llama-tiny.q4_0.gguf"), 4, 8, NULL);
+    p = x.p;
     summary[0] = 0;
     opt.group = 64;
     opt.mode = MICA_QUANT_W4A16;
@@ -668,8 +629,7 @@ Test(quantize, choices_in_the_dump)
     cr_assert(strstr(summary, "blk.0.attn_q.weight q4_0[64,64] -> u4.g32, transcoded, nmse 0.000e+00"),
               "%s", summary);
     cr_assert(strstr(summary, "output.weight q4_0[32000,64] -> i8.g32, transcoded"), "%s", summary);
-    mica_program_release(p);
-    mica_gguf_close(f);
+    mica_test_model_close(&x);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -697,7 +657,7 @@ Test(quantize_smollm, modes_against_f32, .timeout = 600)
     for (int i = 0; i < n_modes; i++) {
         mica_quant_options_t o = {.mode = modes[i]};
         run_quantized(path, &o, N, N, ids, N, got, NULL, NULL);
-        double e = nmse(got, ref, N * V);
+        double e = mica_test_nmse(got, ref, N * V);
         cr_log_info("SmolLM2-135M %s vs f32: NMSE %.3e over %d tokens", mica_quant_mode_name(modes[i]),
                     e, N);
         cr_expect_lt(e, 1e-2, "%s: NMSE %g", mica_quant_mode_name(modes[i]), e);

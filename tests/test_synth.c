@@ -24,6 +24,7 @@
 #include "quant.h"
 #include "quant_encode.h"
 #include "ref_model.h"
+#include "test_run.h"
 #include "test_support.h"
 #include "tokenizer.h"
 #include "vocab.h"
@@ -35,85 +36,22 @@ static char tmpdir[] = "/tmp/mica-synth-XXXXXX";
 
 static void setup(void)
 {
-    cr_assert(mkdtemp(tmpdir));
+    mica_test_tmpdir_make(tmpdir);
 }
 
 static void teardown(void)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
+    mica_test_tmpdir_remove(tmpdir);
 }
 
-static const char *tmp(const char *name)
-{
-    static char path[8][512];
-    static int next;
-    char *p = path[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
+#define tmp(name) mica_test_path(tmpdir, name)
+#define dir_entries() mica_test_dir_entries(tmpdir)
 
-/* Names in the scratch directory other than the run() capture files. */
-static int dir_entries(void)
-{
-    DIR *dir = opendir(tmpdir);
-    cr_assert(dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)))
-        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "out.txt") &&
-             strcmp(e->d_name, "err.txt");
-    closedir(dir);
-    return n;
-}
-
-typedef struct result {
-    int status;
-    char *err;
-} result_t;
-
-/* Runs mica with the NULL-terminated arguments; fsize_limit > 0 caps the
- * size of files it may write (a disk that fills up). */
-static result_t run_limited(long fsize_limit, const char *first, ...)
-{
-    const char *argv[32] = {MICA_BINARY_DIR "/tools/mica", first};
-    int argc = 2;
-    va_list ap;
-    va_start(ap, first);
-    while (argc < 31 && (argv[argc] = va_arg(ap, const char *)) != NULL)
-        argc++;
-    va_end(ap);
-    argv[argc] = NULL;
-    char out_path[600], err_path[600]; /* not tmp(): callers hold its paths */
-    snprintf(out_path, sizeof out_path, "%s/out.txt", tmpdir);
-    snprintf(err_path, sizeof err_path, "%s/err.txt", tmpdir);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        if (fsize_limit > 0) {
-            signal(SIGXFSZ, SIG_IGN); /* writes fail with EFBIG instead */
-            struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
-            setrlimit(RLIMIT_FSIZE, &rl);
-        }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    result_t r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, mica_test_read_file(err_path, NULL)};
-    cr_assert(r.err);
-    unlink(out_path);
-    unlink(err_path);
-    return r;
-}
-#define run(...) run_limited(0, __VA_ARGS__)
+typedef mica_test_result_t result_t;
+#define run(...) mica_test_mica(tmpdir, __VA_ARGS__)
+/* fsize_limit > 0 caps the size of files mica may write (a disk that
+ * fills up). */
+#define run_limited(fsize_limit, ...) mica_test_mica_fsize(tmpdir, fsize_limit, __VA_ARGS__)
 
 static int count_lines(const char *s)
 {
@@ -479,7 +417,7 @@ static void synth_ok(const char *preset, const char *type, const char *out, cons
                      "--layers", layers, "--vocab", vocab, NULL);
     cr_assert_eq(r.status, 0, "synth %s: %s", preset, r.err);
     cr_assert_str_empty(r.err, "no progress unless stderr is a terminal");
-    free(r.err);
+    mica_test_result_free(&r);
 }
 
 Test(synth, smollm2_has_the_published_shape_a_usable_tokenizer_and_finite_logits)
@@ -713,12 +651,12 @@ Test(synth, bad_command_lines_exit_2_and_failures_exit_1_leaving_nothing)
     cr_assert_eq(count_lines(r.err), 1, "%s", r.err);
     cr_assert(strstr(r.err, "gpt5") && strstr(r.err, "smollm2-135m") && strstr(r.err, "tinyllama-1.1b"),
               "%s", r.err);
-    free(r.err);
+    mica_test_result_free(&r);
     r = run("synth", "--preset", "smollm2-135m", "-q", "q3_k", "-o", out, NULL);
     cr_assert_eq(r.status, 2);
     cr_assert_eq(count_lines(r.err), 1, "%s", r.err);
     cr_assert(strstr(r.err, "q3_k") && strstr(r.err, "q4_1") && strstr(r.err, "f16"), "%s", r.err);
-    free(r.err);
+    mica_test_result_free(&r);
     const char *const bad[][8] = {
         {"synth", "--preset", "smollm2-135m", "-q", "f16", NULL},
         {"synth", "--preset", "smollm2-135m", "-q", "f16", "-o", out, "--layers"},
@@ -730,7 +668,7 @@ Test(synth, bad_command_lines_exit_2_and_failures_exit_1_leaving_nothing)
                 bad[i][7], NULL);
         cr_assert_eq(r.status, 2, "case %zu: %s", i, r.err);
         cr_assert_eq(count_lines(r.err), 1, "case %zu: %s", i, r.err);
-        free(r.err);
+        mica_test_result_free(&r);
     }
     cr_assert_eq(dir_entries(), 0);
 
@@ -740,7 +678,7 @@ Test(synth, bad_command_lines_exit_2_and_failures_exit_1_leaving_nothing)
     cr_assert_eq(r.status, 1);
     cr_assert_eq(count_lines(r.err), 1, "%s", r.err);
     cr_assert(!strncmp(r.err, nodir, strlen(nodir)), "names the file: %s", r.err);
-    free(r.err);
+    mica_test_result_free(&r);
 
     /* the disk fills up half way: exit 1, no file, no temporary file */
     r = run_limited(1 << 20, "synth", "--preset", "smollm2-135m", "-q", "f32", "-o", out,
@@ -748,6 +686,6 @@ Test(synth, bad_command_lines_exit_2_and_failures_exit_1_leaving_nothing)
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert_eq(count_lines(r.err), 1, "%s", r.err);
     cr_assert(!strncmp(r.err, out, strlen(out)), "names the file: %s", r.err);
-    free(r.err);
+    mica_test_result_free(&r);
     cr_assert_eq(dir_entries(), 0, "nothing half-written");
 }

@@ -354,19 +354,11 @@ static mica_status_t vocab_make(const preset_t *p, uint32_t n, vocab_t *v, mica_
         }
         n_base = g.n;
     }
-    if (ok && !grow_fill(&g, n_normal, n_base, g.bpe ? "\xc4\xa0" : "\xe2\x96\x81")) {
-        for (uint32_t i = 0; i < g.n; i++)
-            free(g.tok[i]);
-        for (uint32_t i = 0; i < g.n_merges; i++)
-            free(g.merge[i]);
-        free(g.tok);
-        free(g.slot);
-        free(g.merge);
-        vocab_free(v);
-        return mica_diag_set(d, MICA_ERR_INVALID, "cannot make %u distinct tokens", n_normal);
-    }
+    bool distinct = true; /* false: the growth ran out of new tokens, not memory */
+    if (ok && !grow_fill(&g, n_normal, n_base, g.bpe ? "\xc4\xa0" : "\xe2\x96\x81"))
+        ok = distinct = false;
     if (!ok)
-        goto nomem;
+        goto fail;
 
     /* lay out: [SPM fixed] [normal < first] [specials block] [normal rest] */
     uint32_t id = 0, next = 0;
@@ -408,7 +400,7 @@ static mica_status_t vocab_make(const preset_t *p, uint32_t n, vocab_t *v, mica_
     }
     for (uint32_t i = 0; i < n; i++) {
         if (!v->tok[i])
-            goto nomem;
+            goto fail;
         v->len[i] = strlen(v->tok[i]);
     }
     v->merge = g.merge;
@@ -417,7 +409,7 @@ static mica_status_t vocab_make(const preset_t *p, uint32_t n, vocab_t *v, mica_
     free(g.slot);
     return MICA_OK;
 
-nomem:
+fail:
     for (uint32_t i = 0; g.tok && i < g.n; i++)
         free(g.tok[i]);
     for (uint32_t i = 0; i < g.n_merges; i++)
@@ -426,6 +418,8 @@ nomem:
     free(g.slot);
     free(g.merge);
     vocab_free(v);
+    if (!distinct)
+        return mica_diag_set(d, MICA_ERR_INVALID, "cannot make %u distinct tokens", n_normal);
     return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for a vocabulary of %u tokens", n);
 }
 

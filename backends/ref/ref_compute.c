@@ -44,6 +44,20 @@ mica_status_t mica_ref_arg_row(const mica_ref_arg_t *a, int64_t r, float *dst, m
 /* ------------------------------------------------------------------------ */
 /* weights                                                                   */
 
+/* Column j of out [M, N]: out[m, j] = x[m, :] . w for the K floats of w
+ * (the dequantized weight row j), summed in double. */
+static void dot_column(const float *x, const float *w, int64_t m_dim, int64_t k_dim, int64_t n_dim,
+                       int64_t j, float *out)
+{
+    for (int64_t m = 0; m < m_dim; m++) {
+        const float *xm = x + m * k_dim;
+        double acc = 0.0;
+        for (int64_t k = 0; k < k_dim; k++)
+            acc += (double)xm[k] * (double)w[k];
+        out[m * n_dim + j] = (float)acc;
+    }
+}
+
 mica_status_t mica_ref_embedding(const mica_node_t *n, const mica_ref_arg_t *args, void *y,
                                  mica_diag_t *d)
 {
@@ -79,13 +93,7 @@ mica_status_t mica_ref_matmul(const mica_node_t *n, const mica_ref_arg_t *args, 
             free(row);
             return s;
         }
-        for (int64_t m = 0; m < m_dim; m++) {
-            const float *xm = x + m * k_dim;
-            double acc = 0.0;
-            for (int64_t k = 0; k < k_dim; k++)
-                acc += (double)xm[k] * (double)row[k];
-            out[m * n_dim + j] = (float)acc;
-        }
+        dot_column(x, row, m_dim, k_dim, n_dim, j, out);
     }
     free(row);
     return MICA_OK;
@@ -265,13 +273,7 @@ mica_status_t mica_ref_wmatmul(const mica_node_t *n, const mica_ref_arg_t *args,
         f16_row(&args[3], j, ng, srow + ng);
         for (int64_t k = 0; k < k_dim; k++)
             w[k] = srow[k / group] * (float)qrow[k] + srow[ng + k / group];
-        for (int64_t m = 0; m < m_dim; m++) {
-            const float *xm = x + m * k_dim;
-            double acc = 0.0;
-            for (int64_t k = 0; k < k_dim; k++)
-                acc += (double)xm[k] * (double)w[k];
-            out[m * n_dim + j] = (float)acc;
-        }
+        dot_column(x, w, m_dim, k_dim, n_dim, j, out);
     }
     free(qrow);
     free(w);

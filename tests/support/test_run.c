@@ -1,17 +1,22 @@
 #include "test_run.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "test_support.h"
 
-mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args)
+/* The one runner: fsize_limit > 0 caps the size of the files the child
+ * may write (SIGXFSZ ignored, so its writes fail with EFBIG). */
+static mica_test_result_t run_mica(const char *dir, long fsize_limit, const char *const *args)
 {
     const char *argv[64] = {MICA_BINARY_DIR "/tools/mica"};
     int argc = 1;
@@ -30,6 +35,11 @@ mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args)
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
+        if (fsize_limit > 0) {
+            signal(SIGXFSZ, SIG_IGN);
+            struct rlimit rl = {(rlim_t)fsize_limit, (rlim_t)fsize_limit};
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -43,17 +53,39 @@ mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args)
     return r;
 }
 
-mica_test_result_t mica_test_mica(const char *dir, const char *first, ...)
+mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args)
 {
-    const char *args[63] = {first};
+    return run_mica(dir, 0, args);
+}
+
+/* Collects first and the rest of ap, up to the NULL, into args[0..62]. */
+static void collect_args(const char **args, const char *first, va_list ap)
+{
     int n = 1;
-    va_list ap;
-    va_start(ap, first);
+    args[0] = first;
     while (n < 62 && (args[n] = va_arg(ap, const char *)) != NULL)
         n++;
-    va_end(ap);
     args[n] = NULL;
-    return mica_test_mica_argv(dir, args);
+}
+
+mica_test_result_t mica_test_mica(const char *dir, const char *first, ...)
+{
+    const char *args[63];
+    va_list ap;
+    va_start(ap, first);
+    collect_args(args, first, ap);
+    va_end(ap);
+    return run_mica(dir, 0, args);
+}
+
+mica_test_result_t mica_test_mica_fsize(const char *dir, long fsize_limit, const char *first, ...)
+{
+    const char *args[63];
+    va_list ap;
+    va_start(ap, first);
+    collect_args(args, first, ap);
+    va_end(ap);
+    return run_mica(dir, fsize_limit, args);
 }
 
 void mica_test_result_free(mica_test_result_t *r)
@@ -69,4 +101,38 @@ void mica_test_expect_one_line(const mica_test_result_t *r, const char *needle)
     cr_expect(len > 0 && r->err[len - 1] == '\n' && !memchr(r->err, '\n', len - 1),
               "stderr is not one line: \"%s\"", r->err);
     cr_expect(strstr(r->err, needle), "stderr \"%s\" does not name \"%s\"", r->err, needle);
+}
+
+void mica_test_tmpdir_make(char *tmpl)
+{
+    cr_assert(mkdtemp(tmpl), "cannot create %s", tmpl);
+}
+
+void mica_test_tmpdir_remove(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+const char *mica_test_path(const char *dir, const char *name)
+{
+    static char path[8][600];
+    static int next;
+    char *p = path[next++ % 8];
+    snprintf(p, sizeof path[0], "%s/%s", dir, name);
+    return p;
+}
+
+int mica_test_dir_entries(const char *dir)
+{
+    DIR *dp = opendir(dir);
+    cr_assert(dp, "cannot list %s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "stdout") &&
+             strcmp(e->d_name, "stderr");
+    closedir(dp);
+    return n;
 }

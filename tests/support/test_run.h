@@ -1,5 +1,6 @@
 /* Running the built `mica` binary from a test, as a user would: stdin from
- * /dev/null, stdout and stderr captured. */
+ * /dev/null, stdout and stderr captured (in files named stdout and stderr
+ * of the given directory); and the scratch directory such tests work in. */
 #ifndef MICA_TEST_RUN_H
 #define MICA_TEST_RUN_H
 
@@ -17,9 +18,25 @@ typedef struct mica_test_result {
 mica_test_result_t mica_test_mica(const char *dir, const char *first, ...);
 /* The same with an argv array (NULL-terminated, at most 62 entries). */
 mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args);
+/* The same as mica_test_mica, with the size of every file mica writes
+ * capped at fsize_limit bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so a write
+ * past it fails with EFBIG, as on a full disk). 0: no limit. */
+mica_test_result_t mica_test_mica_fsize(const char *dir, long fsize_limit, const char *first, ...);
+/* Frees out and err and sets them to NULL. */
 void mica_test_result_free(mica_test_result_t *r);
 
 /* Expects stderr to be exactly one line containing needle. */
 void mica_test_expect_one_line(const mica_test_result_t *r, const char *needle);
+
+/* Creates a fresh directory from tmpl ("/tmp/name-XXXXXX", rewritten in
+ * place by mkdtemp); fails the test if it cannot. */
+void mica_test_tmpdir_make(char *tmpl);
+/* Removes dir and everything below it; fails the test if it cannot. */
+void mica_test_tmpdir_remove(const char *dir);
+/* "dir/name" in one of 8 rotating static buffers (valid for 8 calls). */
+const char *mica_test_path(const char *dir, const char *name);
+/* How many entries dir has besides ".", ".." and the stdout and stderr
+ * capture files of mica_test_mica. */
+int mica_test_dir_entries(const char *dir);
 
 #endif
