@@ -70,7 +70,9 @@ static mica_status_t lower(const mica_graph_t *g, const mica_node_t *n, mica_reg
         const int64_t *sp = mica_attr_slice_steps(n)->v;
         for (int32_t k = 0; k < y->rank; k++) {
             r.src.offset += st[k] * xs[k];
-            r.src.stride[k] = xs[k] * sp[k];
+            /* a dim of one element never moves by its stride, and a step
+             * past the dim's end (allowed there) must not overflow it */
+            r.src.stride[k] = y->shape[k] == 1 ? xs[k] : xs[k] * sp[k];
         }
         break;
     }

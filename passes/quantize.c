@@ -472,10 +472,12 @@ static mica_status_t rewrite_matmul(ctx_t *c, const mica_node_t *n, mica_operand
     } else {
         want = want ? want : 64;
         group = pick_group(k, want);
-        if (group == 0)
-            return mica_diag_set(c->d, MICA_ERR_UNSUPPORTED,
-                                 "weight %s: no group of 8 to %lld divides its rows of %lld", name,
-                                 (long long)want, (long long)k);
+        if (group == 0) { /* stays a float matmul on the source weight */
+            say(&c->sm, "# quantize %s: %s left as it is: no group of 8 to %lld divides its rows "
+                "of %lld\n", c->mode_name, name, (long long)want, (long long)k);
+            *out_id = -2;
+            return MICA_OK;
+        }
         if (group != want)
             snprintf(note, sizeof note, " (group %lld does not divide K=%lld)", (long long)want,
                      (long long)k);
@@ -487,10 +489,13 @@ static mica_status_t rewrite_matmul(ctx_t *c, const mica_node_t *n, mica_operand
         return *out_id < 0 ? c->d->code : MICA_OK;
     }
     int64_t awant = o->act_group ? o->act_group : 32, ag = pick_group(k, awant);
-    if (ag == 0)
-        return mica_diag_set(c->d, MICA_ERR_UNSUPPORTED,
-                             "matmul with %s: no activation group of 8 to %lld divides K=%lld",
-                             name, (long long)awant, (long long)k);
+    if (ag == 0) { /* no activation group: weight-only on the quantized weight */
+        say(&c->sm, "# quantize %s: activations of %s stay float: no group of 8 to %lld divides "
+            "K=%lld\n", c->mode_name, name, (long long)awant, (long long)k);
+        mica_operand_t in[4] = {x, plain(ids[0]), plain(ids[1]), plain(ids[2])};
+        *out_id = add_op(c, MICA_OP_WMATMUL, 4, in, group, 0);
+        return *out_id < 0 ? c->d->code : MICA_OK;
+    }
     if (ag != awant)
         say(&c->sm, "# quantize %s: activations of %s in groups of %lld (%lld does not divide "
             "K=%lld)\n", c->mode_name, name, (long long)ag, (long long)awant,
@@ -526,8 +531,10 @@ static bool quantizable(const mica_graph_t *g, const mica_node_t *n)
     if (n->op != MICA_OP_MATMUL || n->inputs[1].has_view)
         return false;
     const mica_node_t *w = g->nodes[n->inputs[1].value];
+    /* float or GGUF block weights; raw u4/i8 are already quantized */
     return w->op == MICA_OP_WEIGHT && w->data && w->type.rank == 2 &&
-           w->type.layout.kind == MICA_LAYOUT_ROW_MAJOR;
+           w->type.layout.kind == MICA_LAYOUT_ROW_MAJOR &&
+           (mica_dtype_is_float(w->type.dtype) || mica_dtype_is_block_quant(w->type.dtype));
 }
 
 /* The rewrite: quantizable matmuls become their quantized form, every
@@ -549,6 +556,8 @@ static mica_status_t visit(mica_rewriter_t *rw, const mica_node_t *n, void *user
     MICA_TRY(mica_rewrite_remap(rw, &n->inputs[0], &x));
     int32_t id;
     MICA_TRY(rewrite_matmul(c, n, x, &id));
+    if (id == -2) /* left as it is */
+        return mica_rewrite_copy(rw, n) < 0 ? c->d->code : MICA_OK;
     return mica_rewrite_replace(rw, id);
 }
 

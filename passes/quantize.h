@@ -65,7 +65,9 @@ mica_quant_mode_t mica_quant_mode_from_name(const char *name);
  * new constants in store, which must outlive the graph. Running it on a
  * second graph of the same model with the same store and options reuses
  * the constants made for the first (keyed by the source weight's bytes).
- * Fails, leaving *g alone, on bad options, a row no group divides, values
+ * A matmul whose rows no group of 8 or more divides stays a float matmul on
+ * its source weight (the summary says so).
+ * Fails, leaving *g alone, on bad options, values
  * f16 cannot hold, or a weight the source dtype cannot be read from. */
 mica_status_t mica_pass_quantize(const mica_quant_options_t *opt, mica_const_store_t *store,
                                  mica_graph_t **g, mica_diag_t *d);

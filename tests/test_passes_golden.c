@@ -265,3 +265,48 @@ Test(passes_golden, every_pass_matches_its_expected_files)
     }
     cr_assert_geq(ran, 2, "the pipeline has geometry and fold-regions at least");
 }
+
+/* Every IR file the tests carry (the valid samples of tests/data/ir and
+ * every pass's inputs), through the whole pipeline in the default context:
+ * each pass succeeds and its output verifies. Run under the sanitizers by
+ * the test script, so a UBSan report here is a failure, not an exit 1. */
+static int run_pipeline_over(const char *dir)
+{
+    int n = 0, done = 0;
+    char **names = list_files(dir, ".ir", &n);
+    for (int i = 0; i < n; i++) {
+        if (!strncmp(names[i], "bad_", 4) || ends_with(names[i], ".expected.ir"))
+            continue;
+        char path[PATH_SIZE];
+        path_fmt(path, "%s/%s", dir, names[i]);
+        size_t len = 0;
+        char *text = mica_test_read_file(path, &len);
+        cr_assert_not_null(text, "cannot read %s", path);
+        mica_diag_t d = {0};
+        mica_graph_t *g = NULL;
+        cr_assert_eq(mica_graph_parse(text, len, &g, &d), MICA_OK, "%s:%s", path, d.msg);
+        free(text);
+        int n_bufs = 0;
+        void **bufs = bind_weights(g, &n_bufs);
+        cr_assert_eq(mica_pipeline_run(&g, NULL, true, &d), MICA_OK, "%s: %s", path, d.msg);
+        cr_assert_eq(mica_graph_verify(g, &d), MICA_OK, "%s: %s", path, d.msg);
+        mica_graph_release(g);
+        for (int k = 0; k < n_bufs; k++)
+            free(bufs[k]);
+        free(bufs);
+        done++;
+    }
+    free_list(names, n);
+    return done;
+}
+
+Test(passes_golden, every_ir_file_through_the_whole_pipeline)
+{
+    int done = run_pipeline_over(MICA_TEST_DATA_DIR "/ir");
+    for (int i = 0; i < mica_pass_count(); i++) {
+        char dir[PATH_SIZE];
+        path_fmt(dir, "%s/passes/%s", MICA_TEST_DATA_DIR, mica_pass_at(i)->name);
+        done += run_pipeline_over(dir);
+    }
+    cr_assert_geq(done, 10, "only %d IR files found", done);
+}

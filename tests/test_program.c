@@ -191,3 +191,37 @@ Test(program, ir_text_round_trip)
     cr_assert_neq(mica_graph_parse(bad, strlen(bad), &g, &d), MICA_OK);
     cr_assert(strstr(d.msg, "writes into a state"), "%s", d.msg);
 }
+
+/* Every golden model file through the whole pipeline (fuse, quantize,
+ * layout, memplan, schedule) in the default w4a8: every pass succeeds on
+ * both graphs and the w4a8 program still runs a prefill and a decode step
+ * to finite logits. The sanitizer build runs this over every file too. */
+Test(program, every_golden_file_through_every_pass, .timeout = 300)
+{
+    const char *files[] = {"llama-tiny.f32.gguf",  "llama-tiny.f16.gguf",  "llama-tiny.q8_0.gguf",
+                           "llama-tiny.q4_0.gguf", "llama-tiny.q4_1.gguf", "qwen2-tiny.f32.gguf",
+                           "qwen2-tiny.f16.gguf",  "qwen2-tiny.q8_0.gguf", "qwen2-tiny.q4_0.gguf",
+                           "qwen2-tiny.q4_1.gguf", "zoo/zoo.f32.gguf",     "zoo/zoo.bf16.gguf",
+                           "zoo/zoo.q5_0.gguf",    "zoo/zoo.q5_1.gguf",    "zoo/zoo.q2_k.gguf",
+                           "zoo/zoo.q3_k.gguf",    "zoo/zoo.q4_k.gguf",    "zoo/zoo.q5_k.gguf",
+                           "zoo/zoo.q6_k.gguf",    "zoo/zoo.q4_k_m.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        mica_test_model_t x;
+        mica_test_program_open(&x, mica_test_golden(files[i]), 4, 16, "schedule");
+        mica_ref_program_t *r = NULL;
+        mica_diag_t d = {0};
+        cr_assert_eq(mica_ref_program_create(x.p, &r, &d), MICA_OK, "%s: %s", files[i], d.msg);
+        const size_t V = (size_t)x.cfg.n_vocab;
+        float *lg = malloc(V * sizeof *lg);
+        int32_t ids[5] = {1, 2, 3, 4, 5};
+        cr_assert_eq(mica_ref_program_eval(r, ids, 5, false, lg, &d), MICA_OK, "%s: %s", files[i],
+                     d.msg);
+        cr_assert_eq(mica_ref_program_eval(r, ids, 1, false, lg, &d), MICA_OK, "%s: %s", files[i],
+                     d.msg);
+        for (size_t v = 0; v < V; v++)
+            cr_assert(isfinite(lg[v]), "%s: logit %zu is %g", files[i], v, (double)lg[v]);
+        free(lg);
+        mica_ref_program_release(r);
+        mica_test_model_close(&x);
+    }
+}
