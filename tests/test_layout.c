@@ -19,6 +19,7 @@
 #include "ref.h"
 #include "ref_program.h"
 #include "target.h"
+#include "test_model.h"
 #include "test_support.h"
 
 /* ------------------------------------------------------------------------ */
@@ -58,30 +59,6 @@ static uint8_t *oracle_pack(const uint8_t *w, int u4, int es, int64_t N, int64_t
 
 /* ------------------------------------------------------------------------ */
 /* a small quantized graph                                                   */
-
-static mica_operand_t plain(int32_t v)
-{
-    mica_operand_t o;
-    memset(&o, 0, sizeof o);
-    o.value = v;
-    return o;
-}
-
-static int32_t op_n(mica_graph_t *g, mica_op_t op, int32_t n, const int32_t *ids, int64_t a0,
-                    int64_t a1)
-{
-    mica_operand_t in[5];
-    for (int32_t i = 0; i < n; i++)
-        in[i] = plain(ids[i]);
-    mica_node_t nd;
-    memset(&nd, 0, sizeof nd);
-    nd.op = op;
-    nd.n_inputs = n;
-    nd.inputs = in;
-    nd.attrs[0].i = a0;
-    nd.attrs[1].i = a1;
-    return mica_graph_append(g, &nd, true);
-}
 
 /* Random weight bytes: q (u4 or i8) [N, K], f16 scales and mins [N, K/G]
  * (small finite values), all malloc'd. */
@@ -131,10 +108,10 @@ static mica_graph_t *qgraph(const qw_t *w, int64_t T, int64_t ag)
     int32_t wi = mica_build_weight(g, "w.q", mica_type_make(w->qt, 2, qs), w->q, w->qbytes);
     int32_t si = mica_build_weight(g, "w.s", mica_type_make(MICA_DTYPE_F16, 2, ss), w->s, w->sbytes);
     int32_t mi = mica_build_weight(g, "w.m", mica_type_make(MICA_DTYPE_F16, 2, ss), w->m, w->sbytes);
-    int32_t sc = op_n(g, MICA_OP_ACT_SCALE, 1, &xi, ag, 0);
-    int32_t xq = op_n(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){xi, sc}, ag, 0);
-    int32_t y8 = op_n(g, MICA_OP_QMATMUL, 5, (int32_t[]){xq, sc, wi, si, mi}, ag, w->G);
-    int32_t y16 = op_n(g, MICA_OP_WMATMUL, 4, (int32_t[]){xi, wi, si, mi}, w->G, 0);
+    int32_t sc = mica_test_op(g, MICA_OP_ACT_SCALE, 1, &xi, ag, 0);
+    int32_t xq = mica_test_op(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){xi, sc}, ag, 0);
+    int32_t y8 = mica_test_op(g, MICA_OP_QMATMUL, 5, (int32_t[]){xq, sc, wi, si, mi}, ag, w->G);
+    int32_t y16 = mica_test_op(g, MICA_OP_WMATMUL, 4, (int32_t[]){xi, wi, si, mi}, w->G, 0);
     mica_build_output(g, "y8", y8);
     mica_build_output(g, "y16", y16);
     cr_assert_eq(g->error.code, MICA_OK, "%s", g->error.msg);
@@ -403,26 +380,6 @@ Test(layout_text, bound_bytes_checked)
 /* ------------------------------------------------------------------------ */
 /* static programs: through layout == through quantize only                  */
 
-static size_t read_ids(const char *name, int32_t *ids, size_t cap)
-{
-    size_t len;
-    char *text = mica_test_read_file(mica_test_golden(name), &len);
-    cr_assert(text, "cannot read %s", mica_test_golden(name));
-    size_t n = 0;
-    for (char *p = text; *p && n < cap;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p)
-            break;
-        ids[n++] = (int32_t)v;
-        p = *end == ',' ? end + 1 : end;
-        while (*p == '\n' || *p == ' ')
-            p++;
-    }
-    free(text);
-    return n;
-}
-
 enum { STAGE_QUANTIZE = 0, STAGE_LAYOUT_DIRECT = 1, STAGE_LAYOUT_PIPELINE = 2 };
 
 /* Logits of the program of FILE (prefill in chunks of 8 over all ids, then
@@ -504,7 +461,7 @@ static void check_program(const char *model, const char *type, const char *quant
     snprintf(file, sizeof file, "%s.%s.gguf", model, type);
     snprintf(ids_name, sizeof ids_name, "%s.ids", model);
     int32_t ids[64];
-    int32_t n = (int32_t)read_ids(ids_name, ids, 64);
+    int32_t n = (int32_t)mica_test_read_ids(ids_name, ids, 64);
     cr_assert_eq(n, 16);
     size_t c0, c1, c2;
     float *base = program_logits(file, quant, STAGE_QUANTIZE, NULL, ids, n, 4, &c0);

@@ -218,30 +218,6 @@ Test(quantize, requant_from_gguf_blocks)
 /* ------------------------------------------------------------------------ */
 /* (c) the ref kernels against plain loops                                   */
 
-static mica_operand_t plain(int32_t v)
-{
-    mica_operand_t o;
-    memset(&o, 0, sizeof o);
-    o.value = v;
-    return o;
-}
-
-static int32_t op2(mica_graph_t *g, mica_op_t op, int32_t n, const int32_t *ids, int64_t a0,
-                   int64_t a1)
-{
-    mica_operand_t in[5];
-    for (int32_t i = 0; i < n; i++)
-        in[i] = plain(ids[i]);
-    mica_node_t nd;
-    memset(&nd, 0, sizeof nd);
-    nd.op = op;
-    nd.n_inputs = n;
-    nd.inputs = in;
-    nd.attrs[0].i = a0;
-    nd.attrs[1].i = a1;
-    return mica_graph_append(g, &nd, true);
-}
-
 /* y = x [T, K] through act_scale/act_quant/qmatmul (ag, wg) and wmatmul
  * (wg) on W [N, K] quantized to qt, against plain loops. */
 static void check_kernels(int64_t T, int64_t K, int64_t N, int64_t ag, int64_t wg, mica_dtype_t qt)
@@ -270,10 +246,10 @@ static void check_kernels(int64_t T, int64_t K, int64_t N, int64_t ag, int64_t w
                                    (uint64_t)(N * K / wg) * 2);
     int32_t mi = mica_build_weight(g, "w.m", mica_type_make(MICA_DTYPE_F16, 2, ws_shape), m,
                                    (uint64_t)(N * K / wg) * 2);
-    int32_t sc = op2(g, MICA_OP_ACT_SCALE, 1, &xi, ag, 0);
-    int32_t xq = op2(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){xi, sc}, ag, 0);
-    int32_t y8 = op2(g, MICA_OP_QMATMUL, 5, (int32_t[]){xq, sc, wi, si, mi}, ag, wg);
-    int32_t y16 = op2(g, MICA_OP_WMATMUL, 4, (int32_t[]){xi, wi, si, mi}, wg, 0);
+    int32_t sc = mica_test_op(g, MICA_OP_ACT_SCALE, 1, &xi, ag, 0);
+    int32_t xq = mica_test_op(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){xi, sc}, ag, 0);
+    int32_t y8 = mica_test_op(g, MICA_OP_QMATMUL, 5, (int32_t[]){xq, sc, wi, si, mi}, ag, wg);
+    int32_t y16 = mica_test_op(g, MICA_OP_WMATMUL, 4, (int32_t[]){xi, wi, si, mi}, wg, 0);
     mica_build_output(g, "s", sc);
     mica_build_output(g, "q", xq);
     mica_build_output(g, "y8", y8);
@@ -345,25 +321,25 @@ Test(quantize_ops, shape_rules_refuse)
     cr_assert_eq(mica_graph_create(&g), MICA_OK);
     int64_t xs[2] = {2, 48}, ws[2] = {4, 3}, wq[2] = {4, 48};
     int32_t x = mica_build_input(g, "x", mica_type_make(MICA_DTYPE_F32, 2, xs));
-    cr_assert_lt(op2(g, MICA_OP_ACT_SCALE, 1, &x, 32, 0), 0);
+    cr_assert_lt(mica_test_op(g, MICA_OP_ACT_SCALE, 1, &x, 32, 0), 0);
     cr_assert(strstr(g->error.msg, "group 32 does not divide the row of 48"), "%s", g->error.msg);
 
     mica_graph_release(g);
     cr_assert_eq(mica_graph_create(&g), MICA_OK);
     x = mica_build_input(g, "x", mica_type_make(MICA_DTYPE_F32, 2, xs));
-    int32_t s24 = op2(g, MICA_OP_ACT_SCALE, 1, &x, 24, 0);
-    int32_t q24 = op2(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){x, s24}, 24, 0);
+    int32_t s24 = mica_test_op(g, MICA_OP_ACT_SCALE, 1, &x, 24, 0);
+    int32_t q24 = mica_test_op(g, MICA_OP_ACT_QUANT, 2, (int32_t[]){x, s24}, 24, 0);
     int32_t wqi = mica_build_weight(g, "w.q", mica_type_make(MICA_DTYPE_I8, 2, wq), NULL, 0);
     int32_t wsi = mica_build_weight(g, "w.s", mica_type_make(MICA_DTYPE_F16, 2, ws), NULL, 0);
     cr_assert_geq(q24, 0, "%s", g->error.msg);
     /* activation groups of 24, weight groups of 16: neither divides the other */
-    cr_assert_lt(op2(g, MICA_OP_QMATMUL, 5, (int32_t[]){q24, s24, wqi, wsi, wsi}, 24, 16), 0);
+    cr_assert_lt(mica_test_op(g, MICA_OP_QMATMUL, 5, (int32_t[]){q24, s24, wqi, wsi, wsi}, 24, 16), 0);
     cr_assert(strstr(g->error.msg, "do not divide one another"), "%s", g->error.msg);
     /* f32 scales where f16 is required */
     int32_t wf = mica_build_weight(g, "w.f", mica_type_make(MICA_DTYPE_F32, 2, ws), NULL, 0);
-    cr_assert_lt(op2(g, MICA_OP_WMATMUL, 4, (int32_t[]){x, wqi, wf, wf}, 16, 0), 0);
+    cr_assert_lt(mica_test_op(g, MICA_OP_WMATMUL, 4, (int32_t[]){x, wqi, wf, wf}, 16, 0), 0);
     /* a float weight where u4/i8 is required */
-    cr_assert_lt(op2(g, MICA_OP_WMATMUL, 4, (int32_t[]){x, wf, wsi, wsi}, 16, 0), 0);
+    cr_assert_lt(mica_test_op(g, MICA_OP_WMATMUL, 4, (int32_t[]){x, wf, wsi, wsi}, 16, 0), 0);
     mica_graph_release(g);
 }
 

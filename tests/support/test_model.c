@@ -78,3 +78,21 @@ void mica_test_model_close(mica_test_model_t *x)
     x->p = NULL;
     x->f = NULL;
 }
+
+int32_t mica_test_op(mica_graph_t *g, mica_op_t op, int32_t n, const int32_t *ids, int64_t a0,
+                     int64_t a1)
+{
+    mica_operand_t in[8];
+    cr_assert(n >= 0 && n <= 8);
+    memset(in, 0, sizeof in);
+    for (int32_t i = 0; i < n; i++)
+        in[i].value = ids[i];
+    mica_node_t nd;
+    memset(&nd, 0, sizeof nd);
+    nd.op = op;
+    nd.n_inputs = n;
+    nd.inputs = in;
+    nd.attrs[0].i = a0;
+    nd.attrs[1].i = a1;
+    return mica_graph_append(g, &nd, true);
+}

@@ -45,4 +45,10 @@ void mica_test_program_open(mica_test_model_t *x, const char *path, int64_t chun
 /* Releases what the fixture holds (the program, then the file). */
 void mica_test_model_close(mica_test_model_t *x);
 
+/* Appends op over the values ids[0..n) (n <= 8, no views) with int
+ * attributes a0, a1 in spec order, type inferred; the new id or -1 (the
+ * graph records why). For ops without a builder of their own. */
+int32_t mica_test_op(mica_graph_t *g, mica_op_t op, int32_t n, const int32_t *ids, int64_t a0,
+                     int64_t a1);
+
 #endif
