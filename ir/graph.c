@@ -326,6 +326,20 @@ mica_node_t *mica_graph_node(const mica_graph_t *g, int32_t id)
     return (id >= 0 && id < g->n_nodes) ? g->nodes[id] : NULL;
 }
 
+bool mica_operand_equal(const mica_operand_t *a, const mica_operand_t *b)
+{
+    if (a->value != b->value || a->has_view != b->has_view)
+        return false;
+    if (!a->has_view)
+        return true;
+    if (a->view_rank != b->view_rank || a->view.offset != b->view.offset)
+        return false;
+    for (int32_t d = 0; d < a->view_rank; d++)
+        if (a->view_shape[d] != b->view_shape[d] || a->view.stride[d] != b->view.stride[d])
+            return false;
+    return true;
+}
+
 mica_type_t mica_operand_type(const mica_graph_t *g, const mica_operand_t *o)
 {
     const mica_node_t *v = mica_graph_node(g, o->value);

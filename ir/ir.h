@@ -294,6 +294,8 @@ const char *mica_node_name(const mica_node_t *n);
 
 /* Node by id, or NULL when out of range. */
 mica_node_t *mica_graph_node(const mica_graph_t *g, int32_t id);
+/* Same value read the same way (no view, or the same view). */
+bool mica_operand_equal(const mica_operand_t *a, const mica_operand_t *b);
 /* The type an operand presents to its op: the view shape when it has a
  * view, else the value's type. */
 mica_type_t mica_operand_type(const mica_graph_t *g, const mica_operand_t *o);

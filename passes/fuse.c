@@ -25,20 +25,6 @@ enum { NOTE_MAX = 160, NAME_MAX_BYTES = 128 };
 static const char SKIP_NOTE[] = "swiglu: gate and up not merged (no constant store for the "
                                 "weights' bytes)";
 
-static bool same_operand(const mica_operand_t *a, const mica_operand_t *b)
-{
-    if (a->value != b->value || a->has_view != b->has_view)
-        return false;
-    if (!a->has_view)
-        return true;
-    if (a->view_rank != b->view_rank || a->view.offset != b->view.offset)
-        return false;
-    for (int32_t d = 0; d < a->view_rank; d++)
-        if (a->view_shape[d] != b->view_shape[d] || a->view.stride[d] != b->view.stride[d])
-            return false;
-    return true;
-}
-
 static int32_t n_uses(const mica_uses_t *u, int32_t v)
 {
     int32_t n = 0;
@@ -93,7 +79,7 @@ static bool match_swiglu(const mica_graph_t *g, const mica_uses_t *u, const mica
             continue;
         if (n_uses(u, gate->id) != 1 || n_uses(u, s->id) != 1 || n_uses(u, up->id) != 1)
             continue;
-        if (!same_operand(&gate->inputs[0], &up->inputs[0]))
+        if (!mica_operand_equal(&gate->inputs[0], &up->inputs[0]))
             continue;
         const mica_node_t *wg = g->nodes[gate->inputs[1].value];
         const mica_node_t *wu = g->nodes[up->inputs[1].value];
