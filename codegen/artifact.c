@@ -17,6 +17,7 @@
 #include "gguf_write.h"
 #include "memplan.h"
 #include "model.h"
+#include "rewrite.h"
 #include "target.h"
 
 #define MAX_DIR 3800 /* bytes of a directory path we handle */
@@ -39,6 +40,35 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
         h *= FNV_PRIME;
     }
     return h;
+}
+
+/* Size and FNV-1a 64 checksum of the file at path. */
+static mica_status_t file_checksum(const char *path, uint64_t *out_size, uint64_t *out_sum,
+                                   mica_diag_t *d)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mica_diag_set(d, MICA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf) {
+        close(fd);
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    }
+    uint64_t h = FNV_OFFSET, n = 0;
+    ssize_t r;
+    while ((r = read(fd, buf, CHUNK)) > 0) {
+        h = fnv1a(h, buf, (size_t)r);
+        n += (uint64_t)r;
+    }
+    int err = errno;
+    free(buf);
+    close(fd);
+    if (r < 0)
+        return mica_diag_set(d, MICA_ERR_IO, "reading %s: %s", path, strerror(err));
+    *out_size = n;
+    *out_sum = h;
+    return MICA_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -183,46 +213,57 @@ typedef struct weight_set {
     int64_t n, cap;
 } weight_set_t;
 
-static mica_status_t collect_weights(const mica_graph_t *g, weight_set_t *ws, mica_diag_t *d)
+/* Weight node i of g into ws (the same name in both graphs is one blob). */
+static mica_status_t collect_weight(const mica_graph_t *g, const mica_uses_t *uses, int32_t i,
+                                    weight_set_t *ws, mica_diag_t *d)
 {
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const mica_node_t *n = g->nodes[i];
-        if (n->op != MICA_OP_WEIGHT)
-            continue;
-        /* read only as the table of embedding ops? */
-        bool table_only = true;
-        for (int32_t j = i + 1; j < g->n_nodes && table_only; j++)
-            for (int32_t k = 0; k < g->nodes[j]->n_inputs; k++)
-                if (g->nodes[j]->inputs[k].value == i &&
-                    !(g->nodes[j]->op == MICA_OP_EMBEDDING && k == 0))
-                    table_only = false;
-        const char *name = mica_node_name(n);
-        weight_ref_t *found = NULL;
-        for (int64_t k = 0; k < ws->n && !found; k++)
-            if (!strcmp(ws->w[k].name, name))
-                found = &ws->w[k];
-        if (found) {
-            if (found->data != n->data || found->nbytes != n->nbytes)
-                return mica_diag_set(d, MICA_ERR_INVALID,
-                                     "two different weights are named '%s'", name);
-            found->table_only = found->table_only && table_only;
-            continue;
-        }
-        if (!n->data)
-            return mica_diag_set(d, MICA_ERR_INVALID, "weight '%s' has no data", name);
-        if (ws->n == ws->cap) {
-            int64_t cap = ws->cap ? 2 * ws->cap : 256;
-            weight_ref_t *m = realloc(ws->w, (size_t)cap * sizeof *m);
-            if (!m)
-                return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-            ws->w = m;
-            ws->cap = cap;
-        }
-        ws->w[ws->n++] = (weight_ref_t){name, n->data, n->nbytes, 0, table_only};
+    const mica_node_t *n = g->nodes[i];
+    if (n->op != MICA_OP_WEIGHT)
+        return MICA_OK;
+    /* read only as the table of embedding ops? */
+    int32_t n_uses = 0;
+    const mica_use_t *u = mica_uses_of(uses, i, &n_uses);
+    bool table_only = true;
+    for (int32_t k = 0; k < n_uses; k++)
+        table_only &= g->nodes[u[k].node]->op == MICA_OP_EMBEDDING && u[k].operand == 0;
+    const char *name = mica_node_name(n);
+    weight_ref_t *found = NULL;
+    for (int64_t k = 0; k < ws->n && !found; k++)
+        if (!strcmp(ws->w[k].name, name))
+            found = &ws->w[k];
+    if (found) {
+        if (found->data != n->data || found->nbytes != n->nbytes)
+            return mica_diag_set(d, MICA_ERR_INVALID,
+                                 "two different weights are named '%s'", name);
+        found->table_only = found->table_only && table_only;
+        return MICA_OK;
     }
+    if (!n->data)
+        return mica_diag_set(d, MICA_ERR_INVALID, "weight '%s' has no data", name);
+    if (ws->n == ws->cap) {
+        int64_t cap = ws->cap ? 2 * ws->cap : 256;
+        weight_ref_t *m = realloc(ws->w, (size_t)cap * sizeof *m);
+        if (!m)
+            return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+        ws->w = m;
+        ws->cap = cap;
+    }
+    ws->w[ws->n++] = (weight_ref_t){name, n->data, n->nbytes, 0, table_only};
     return MICA_OK;
 }
 
+static mica_status_t collect_weights(const mica_graph_t *g, weight_set_t *ws, mica_diag_t *d)
+{
+    mica_arena_t *arena = NULL;
+    mica_uses_t uses;
+    if (mica_arena_create(&arena) != MICA_OK)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    mica_status_t s = mica_uses_build(g, arena, &uses, d);
+    for (int32_t i = 0; i < g->n_nodes && s == MICA_OK; i++)
+        s = collect_weight(g, &uses, i, ws, d);
+    mica_arena_release(arena);
+    return s;
+}
 static uint64_t state_bytes(const mica_graph_t *g)
 {
     uint64_t sum = 0;
@@ -380,19 +421,7 @@ static mica_status_t write_tokenizer(const char *dir, const mica_gguf_t *f, out_
     if (s != MICA_OK)
         return s;
     /* size and checksum of what was written */
-    int fd = open(rec->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "cannot read back %s: %s", rec->path, strerror(errno));
-    rec->sum = FNV_OFFSET;
-    unsigned char buf[1 << 16];
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) > 0) {
-        rec->sum = fnv1a(rec->sum, buf, (size_t)r);
-        rec->size += (uint64_t)r;
-    }
-    close(fd);
-    if (r < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "cannot read back %s", rec->path);
+    MICA_TRY(file_checksum(rec->path, &rec->size, &rec->sum, d));
     return MICA_OK;
 }
 
@@ -772,25 +801,8 @@ static mica_status_t check_file(const char *dir, const char *man, const char *na
     if (!man_get(man, key, v, sizeof v) || sscanf(v, "%llu %llx", &size, &sum) != 2)
         return mica_diag_set(d, MICA_ERR_INVALID, "manifest: no size and checksum for %s", name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    uint64_t h = FNV_OFFSET, n = 0;
-    enum { CHUNK = 1 << 20 };
-    unsigned char *buf = malloc(CHUNK);
-    if (!buf) {
-        close(fd);
-        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-    }
-    ssize_t r;
-    while ((r = read(fd, buf, CHUNK)) > 0) {
-        h = fnv1a(h, buf, (size_t)r);
-        n += (uint64_t)r;
-    }
-    free(buf);
-    close(fd);
-    if (r < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "reading %s: %s", path, strerror(errno));
+    uint64_t n, h;
+    MICA_TRY(file_checksum(path, &n, &h, d));
     if (n != size)
         return mica_diag_set(d, MICA_ERR_INVALID, "%s has %" PRIu64 " bytes, the manifest says %llu",
                              name, n, size);
