@@ -55,43 +55,31 @@ static mica_status_t lifetimes(const mica_graph_t *g, mica_memplan_sizes_t sizes
     return MICA_OK;
 }
 
-static void plan_free_arrays(mica_memplan_t *p)
-{
-    free(p->offset);
-    free(p->size);
-    free(p->first);
-    free(p->last);
-}
-
 void mica_memplan_release(mica_memplan_t *plan)
 {
     if (!plan)
         return;
-    plan_free_arrays(plan);
+    free(plan->offset);
+    free(plan->size);
+    free(plan->first);
+    free(plan->last);
     free(plan);
 }
 
+/* Placement order: largest first, then earliest, then by id. */
+typedef struct order_key {
+    int64_t size;
+    int32_t first, id;
+} order_key_t;
 
-static const mica_memplan_t *sort_plan; /* qsort has no context argument */
-
-static int cmp_size_desc(const void *a, const void *b)
+static int cmp_order(const void *a, const void *b)
 {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    const mica_memplan_t *p = sort_plan;
-    if (p->size[x] != p->size[y])
-        return p->size[x] > p->size[y] ? -1 : 1;
-    if (p->first[x] != p->first[y])
-        return p->first[x] < p->first[y] ? -1 : 1;
-    return x < y ? -1 : x > y;
-}
-
-static int cmp_offset(const void *a, const void *b)
-{
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    const mica_memplan_t *p = sort_plan;
-    if (p->offset[x] != p->offset[y])
-        return p->offset[x] < p->offset[y] ? -1 : 1;
-    return x < y ? -1 : x > y;
+    const order_key_t *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size > y->size ? -1 : 1;
+    if (x->first != y->first)
+        return x->first < y->first ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
 }
 
 static bool overlap_in_time(const mica_memplan_t *p, int32_t a, int32_t b)
@@ -105,8 +93,8 @@ mica_status_t mica_memplan_compute(const mica_graph_t *g, mica_memplan_sizes_t s
     const int32_t n = g->n_nodes;
     const size_t cnt = (size_t)(n > 0 ? n : 1);
     mica_memplan_t *p = calloc(1, sizeof *p);
-    int32_t *order = malloc(cnt * sizeof *order), *placed = malloc(cnt * sizeof *placed);
-    int32_t *near = malloc(cnt * sizeof *near);
+    order_key_t *order = malloc(cnt * sizeof *order);
+    int32_t *placed = malloc(cnt * sizeof *placed); /* placed values by (offset, id) */
     if (p) {
         p->n_values = n;
         p->offset = malloc(cnt * sizeof *p->offset);
@@ -115,7 +103,7 @@ mica_status_t mica_memplan_compute(const mica_graph_t *g, mica_memplan_sizes_t s
         p->last = malloc(cnt * sizeof *p->last);
     }
     mica_status_t s = MICA_OK;
-    if (!p || !order || !placed || !near || !p->offset || !p->size || !p->first || !p->last)
+    if (!p || !order || !placed || !p->offset || !p->size || !p->first || !p->last)
         s = mica_diag_set(d, MICA_ERR_NOMEM, "memplan: out of memory for %d values", n);
     if (s == MICA_OK)
         s = lifetimes(g, sizes, p->size, p->first, p->last, d);
@@ -124,21 +112,18 @@ mica_status_t mica_memplan_compute(const mica_graph_t *g, mica_memplan_sizes_t s
         for (int32_t i = 0; i < n; i++) {
             p->offset[i] = -1;
             if (p->size[i] > 0)
-                order[n_order++] = i;
+                order[n_order++] = (order_key_t){p->size[i], p->first[i], i};
         }
-        sort_plan = p;
-        qsort(order, (size_t)n_order, sizeof *order, cmp_size_desc);
+        qsort(order, (size_t)n_order, sizeof *order, cmp_order);
         for (int32_t k = 0; k < n_order; k++) {
-            int32_t v = order[k];
-            /* the placed values alive at the same time, by offset */
-            int32_t n_near = 0;
-            for (int32_t j = 0; j < n_placed; j++)
-                if (overlap_in_time(p, v, placed[j]))
-                    near[n_near++] = placed[j];
-            qsort(near, (size_t)n_near, sizeof *near, cmp_offset);
+            int32_t v = order[k].id;
+            /* the lowest offset clear of every placed value alive at the
+             * same time, walking them in offset order */
             int64_t at = 0;
-            for (int32_t j = 0; j < n_near; j++) {
-                int32_t u = near[j];
+            for (int32_t j = 0; j < n_placed; j++) {
+                int32_t u = placed[j];
+                if (!overlap_in_time(p, v, u))
+                    continue;
                 if (p->offset[u] >= at + p->size[v])
                     break; /* the gap before u is big enough */
                 if (p->offset[u] + p->size[u] > at)
@@ -147,12 +132,17 @@ mica_status_t mica_memplan_compute(const mica_graph_t *g, mica_memplan_sizes_t s
             p->offset[v] = at;
             if (at + p->size[v] > p->arena_bytes)
                 p->arena_bytes = at + p->size[v];
-            placed[n_placed++] = v;
+            int32_t j = n_placed++; /* insert, keeping (offset, id) order */
+            while (j > 0 && (p->offset[placed[j - 1]] > at ||
+                             (p->offset[placed[j - 1]] == at && placed[j - 1] > v))) {
+                placed[j] = placed[j - 1];
+                j--;
+            }
+            placed[j] = v;
         }
     }
     free(order);
     free(placed);
-    free(near);
     if (s != MICA_OK) {
         mica_memplan_release(p);
         return s;
