@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes every generated kernel variant, one C file per ISA, and the lists.
 
-    gen_kernels.py OUTDIR
+    gen_kernels.py OUTDIR [EXTRA_FILE...]
 
 Python 3 standard library only. The kernel families live in
 codegen/kernels/fam_*.py; the ISAs (the dialect table) in
@@ -25,7 +25,8 @@ and must provide every family it lists for every ISA. The driver writes
     OUTDIR/kernels_<isa>.c      the variants of one ISA (built with its cflags)
     OUTDIR/kernel_list.inc      MICA_KERNEL(family, name, isa, params) per variant
     OUTDIR/kernel_sources.inc   {"file", "text"} of the two kinds above, for
-                                `mica compile` to write into artifacts
+                                `mica compile` to write into artifacts,
+                                with each EXTRA_FILE (the ABI header)
 
 The output depends on the inputs only (sorted, no timestamps). Generated
 code calls no libc function but memcpy and memset: it is linked into model
@@ -108,8 +109,8 @@ def write(path, text):
 
 
 def main():
-    if len(sys.argv) != 2:
-        fail("usage: gen_kernels.py OUTDIR")
+    if len(sys.argv) < 2:
+        fail("usage: gen_kernels.py OUTDIR [EXTRA_FILE...]")
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     mods = load_families()
@@ -157,10 +158,14 @@ def main():
               (BANNER, COMMON, "\n".join(protos)))
     files["mica_kernels.h"] = header
     for name, text in files.items():
-        write(os.path.join(out, name), text)
+        if name.startswith("kernels_") or name == "mica_kernels.h":
+            write(os.path.join(out, name), text)
     write(os.path.join(out, "kernel_list.inc"),
           "/* %s: MICA_KERNEL(family, name, isa, params) for every variant */\n%s\n" %
           (BANNER, "\n".join(listing)))
+    for extra in sys.argv[2:]:
+        with open(extra, encoding="utf-8") as f:
+            files[os.path.basename(extra)] = f.read()
     src = ["/* %s: the generated kernel sources, for mica compile to write */" % BANNER]
     for name in sorted(files):
         src.append('{"%s",\n%s},' % (name, c_string(files[name])))
