@@ -223,11 +223,14 @@ typedef void (*kfc_call_fn)(const void *ctx, float *y, int32_t r0, int32_t r1);
 /* Runs [0, rows) into want (one call), then the same as three calls
  * [0, a), [a, b), [b, rows) plus an empty one, on a copy of `init`, and
  * requires the two results bit-identical over all `len` floats of the
- * output buffer (so nothing outside the rows moved either). */
+ * output buffer. Then [a, b) alone and [0, a) + [b, rows) alone, each on
+ * the all-sentinel `init`: every float must be written by at most one of
+ * them (so no call writes outside its range, even the right value), and
+ * an empty range writes nothing. */
 static void kfc_split_check(kfc_t *c, kfc_call_fn call, const void *ctx, int32_t rows,
                             const float *init, const float *want, int64_t len)
 {
-    float *y = kfc_alloc(len);
+    float *y = kfc_alloc(len), *y2 = kfc_alloc(len);
     memcpy(y, init, (size_t)len * sizeof *y);
     int32_t a = kfc_int(c, 0, rows), b = kfc_int(c, a, rows), e = kfc_int(c, 0, rows);
     call(ctx, y, e, e);
@@ -238,12 +241,23 @@ static void kfc_split_check(kfc_t *c, kfc_call_fn call, const void *ctx, int32_t
     if (!kfc_same_bits(y, want, len, &at))
         kfc_fail(c, "split [0,%d) [%d,%d) [%d,%d) of %d rows differs from one call at float %lld",
                  a, a, b, b, rows, rows, (long long)at);
-    /* and an empty range writes nothing */
+    memcpy(y, init, (size_t)len * sizeof *y);
+    memcpy(y2, init, (size_t)len * sizeof *y2);
+    call(ctx, y, a, b);
+    call(ctx, y2, 0, a);
+    call(ctx, y2, b, rows);
+    for (int64_t i = 0; i < len; i++)
+        if (!kfc_is_sentinel(y[i]) && !kfc_is_sentinel(y2[i])) {
+            kfc_fail(c, "rows [%d,%d) and the rest of %d rows both wrote float %lld", a, b, rows,
+                     (long long)i);
+            break;
+        }
     memcpy(y, init, (size_t)len * sizeof *y);
     call(ctx, y, e, e);
     if (!kfc_same_bits(y, init, len, &at))
         kfc_fail(c, "empty range [%d,%d) wrote float %lld", e, e, (long long)at);
     free(y);
+    free(y2);
 }
 
 /* Rows of n floats at stride ld in y[len]: the floats between and after
@@ -494,7 +508,7 @@ static void kfc_rope_call(const void *ctx, float *y, int32_t r0, int32_t r1)
 
 static void kfc_check_rope(kfc_t *c, kfc_any_fn fn)
 {
-    static const int32_t hds[] = {2, 4, 6, 8, 16, 32, 62, 64, 80, 96, 128, 130, 160, 256};
+    static const int32_t hds[] = {2, 4, 6, 7, 8, 16, 32, 62, 64, 65, 80, 96, 128, 130, 160, 256};
     static const float thetas[] = {10000.0f, 500000.0f, 1000000.0f, 10000.0f};
     static const float scales[] = {1.0f, 0.25f, 0.125f, 1.0f};
     for (int hi = 0; hi < KFC_COUNT(hds); hi++)
@@ -502,6 +516,8 @@ static void kfc_check_rope(kfc_t *c, kfc_any_fn fn)
             int32_t d = hds[hi], heads = kfc_int(c, 1, 9), toks = kfc_int(c, 1, 7);
             /* rotate all of d, or only part of it (the rest is copied) */
             int32_t dims = (hi % 3 == 2 && d >= 8) ? 2 * kfc_int(c, 1, d / 2 - 1) : d;
+            if (hi % 5 == 4)
+                dims = d - 1; /* odd: its last element is not in a pair and is copied */
             int64_t sxh = d + kfc_int(c, 0, 2), sxt = heads * sxh + kfc_int(c, 0, 3);
             int64_t syh = d + kfc_int(c, 0, 2), syt = heads * syh + kfc_int(c, 0, 3);
             int64_t lx = (toks - 1) * sxt + (heads - 1) * sxh + d, ly = toks * syt;

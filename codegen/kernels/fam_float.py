@@ -58,9 +58,11 @@ PROTOS = {
 #   vl     lanes of mica_kfloat_v
 #   racc   vector accumulators of the rms sum of squares (lanes * racc
 #          partial sums keep the f32 sum within 1e-6 of the exact one)
-#   kg     keys whose dot products with q run at once in attention (one
-#          accumulator each; keys_hsum turns kg accumulators into kg sums)
-#   dc     vectors of the output row held in registers across a key block
+#   dc     vectors of an output row held in registers across a key block
+#   pair_hsum  attention's scores: accumulators a0..a3 (one query row, four
+#          keys) and b0..b3 (another row, same keys) to their sums outa[0..4)
+#          and outb[0..4), each sum by the same lane tree whatever its
+#          position, so a row's scores do not depend on its partner
 #   ops    C expression (or statements, for void ones) of each primitive;
 #          operands are a, b, c, x, lo, r, n, p as in PRIMS
 #
@@ -89,16 +91,25 @@ PRIMS = [
 ]
 
 _AVX2_HSUM8 = """\
-/* Eight accumulators to the eight sums out[0..8), lane order fixed. */
-static inline void mica_kfloat_hsum8_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
-                                         __m256 a5, __m256 a6, __m256 a7, float *out)
+/* Eight accumulators to their eight sums, in order; every lane of the
+ * result is ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) of its
+ * accumulator, whatever its position. */
+static inline __m256 mica_kfloat_hsum8_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4,
+                                           __m256 a5, __m256 a6, __m256 a7)
 {
     __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
     __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
     __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
     /* u0 = [s0 s1 s2 s3 | s0' s1' s2' s3'] over lanes 0-3 | 4-7 of a0..a3 */
     __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
-    _mm256_storeu_ps(out, _mm256_add_ps(lo, hi));
+    return _mm256_add_ps(lo, hi);
+}
+
+/* The pair_hsum of the AVX dialects: one hsum8, row a low, row b high. */
+static inline void mica_kfloat_pair_store_256(__m256 s, float *outa, float *outb)
+{
+    _mm_storeu_ps(outa, _mm256_castps256_ps128(s));
+    _mm_storeu_ps(outb, _mm256_extractf128_ps(s, 1));
 }
 
 /* Sum / max of the eight lanes of a, fixed order. */
@@ -124,7 +135,7 @@ _ZMM_HI = "_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(%s), 1))"
 _ZMM_FOLD = "_mm256_add_ps(_mm512_castps512_ps256(%s), " + _ZMM_HI + ")"
 
 _NEON = {
-    "vl": 4, "racc": 8, "kg": 4, "dc": 8, "type": "float32x4_t", "extra": "",
+    "vl": 4, "racc": 8, "dc": 8, "type": "float32x4_t", "extra": "",
     "ops": {
         "zero": "vdupq_n_f32(0.0f)",
         "set1": "vdupq_n_f32(x)",
@@ -146,12 +157,13 @@ _NEON = {
         "keep_ge": "vreinterpretq_f32_u32(vandq_u32(vcgeq_f32(x, lo), vreinterpretq_u32_f32(r)))",
     },
     # vpaddq_f32(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3]
-    "keys_hsum": "vst1q_f32(out, vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3)));",
+    "pair_hsum": "vst1q_f32(outa, vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3)));\n"
+                 "    vst1q_f32(outb, vpaddq_f32(vpaddq_f32(b0, b1), vpaddq_f32(b2, b3)));",
 }
 
 DIALECTS = {
     "scalar": {
-        "vl": 1, "racc": 8, "kg": 4, "dc": 4, "type": "float", "extra": "",
+        "vl": 1, "racc": 8, "dc": 4, "type": "float", "extra": "",
         "ops": {
             "zero": "0.0f",
             "set1": "x",
@@ -173,10 +185,11 @@ DIALECTS = {
         },
         "pow2n": "uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;\n"
                  "    float f;\n    memcpy(&f, &bits, sizeof f);\n    return f;",
-        "keys_hsum": "out[0] = a0;\n    out[1] = a1;\n    out[2] = a2;\n    out[3] = a3;",
+        "pair_hsum": "outa[0] = a0;\n    outa[1] = a1;\n    outa[2] = a2;\n    outa[3] = a3;\n"
+                     "    outb[0] = b0;\n    outb[1] = b1;\n    outb[2] = b2;\n    outb[3] = b3;",
     },
     "avx2": {
-        "vl": 8, "racc": 4, "kg": 8, "dc": 4, "type": "__m256", "extra": _AVX2_HSUM8,
+        "vl": 8, "racc": 4, "dc": 4, "type": "__m256", "extra": _AVX2_HSUM8,
         "ops": {
             "zero": "_mm256_setzero_ps()",
             "set1": "_mm256_set1_ps(x)",
@@ -197,10 +210,11 @@ DIALECTS = {
                      "_mm256_set1_epi32(127)), 23))",
             "keep_ge": "_mm256_and_ps(r, _mm256_cmp_ps(x, lo, _CMP_GE_OQ))",
         },
-        "keys_hsum": "mica_kfloat_hsum8_256(a0, a1, a2, a3, a4, a5, a6, a7, out);",
+        "pair_hsum": "mica_kfloat_pair_store_256(\n"
+                     "        mica_kfloat_hsum8_256(a0, a1, a2, a3, b0, b1, b2, b3), outa, outb);",
     },
     "avx512vnni": {
-        "vl": 16, "racc": 4, "kg": 8, "dc": 4, "type": "__m512", "extra": _AVX2_HSUM8,
+        "vl": 16, "racc": 4, "dc": 4, "type": "__m512", "extra": _AVX2_HSUM8,
         "ops": {
             "zero": "_mm512_setzero_ps()",
             "set1": "_mm512_set1_ps(x)",
@@ -222,8 +236,10 @@ DIALECTS = {
                      "_mm512_set1_epi32(127)), 23))",
             "keep_ge": "_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), r)",
         },
-        "keys_hsum": "mica_kfloat_hsum8_256(" +
-                     ", ".join(_ZMM_FOLD % ("a%d" % i, "a%d" % i) for i in range(8)) + ", out);",
+        "pair_hsum": "mica_kfloat_pair_store_256(mica_kfloat_hsum8_256(\n        " +
+                     ",\n        ".join(_ZMM_FOLD % (r, r) for r in
+                                       ["a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3"]) +
+                     "),\n        outa, outb);",
     },
     "neon": _NEON,
     "dotprod": _NEON,
@@ -374,16 +390,15 @@ def _prims(dia):
             body = "    return %s;" % expr
         out.append("/* %s */\nstatic inline %s mica_kfloat_%s(%s)\n{\n%s\n}\n" %
                    (meaning, ret_c, name, params_c, body))
-    kg = dia["kg"]
-    args = ", ".join("mica_kfloat_v a%d" % i for i in range(kg))
-    out.append("/* %d dot-product accumulators to their %d sums out[0..%d) */\n"
-               "static inline void mica_kfloat_keys_hsum(%s, float *out)\n{\n    %s\n}\n" %
-               (kg, kg, kg, args, dia["keys_hsum"]))
+    args = ", ".join("mica_kfloat_v %s%d" % (r, u) for r in "ab" for u in range(4))
+    out.append("/* scores of two rows x four keys: a0..a3 to outa[0..4), b0..b3 to outb[0..4) */\n"
+               "static inline void mica_kfloat_pair_hsum(%s, float *outa, float *outb)\n{\n    %s\n}\n"
+               % (args, dia["pair_hsum"]))
     return "\n".join(out)
 
 
 def _snippets(dia):
-    racc, kg, dc = dia["racc"], dia["kg"], dia["dc"]
+    racc = dia["racc"]
     s = {}
     # rms and softmax sums: racc accumulators a_u over blocks of BLOCK_STEPS
     # steps of racc*VL elements, each block then added into totals t_u
@@ -411,31 +426,103 @@ def _snippets(dia):
         s[key + "_FOLD"] = "\n".join(fold)
     s["BLOCK_STEPS"] = str(BLOCK_STEPS)
     s["RACC"] = str(racc)
-    # attention: kg key rows, clamped into the block
-    s["KG"] = str(kg)
-    s["KEY_PTRS"] = "\n".join(
-        "        const float *k{u} = k + (int64_t)(j + {u} < nb ? j + {u} : nb - 1) * d;".format(u=u)
-        for u in range(kg))
-    s["KEY_DECL"] = "        mica_kfloat_v " + ", ".join("s%d = mica_kfloat_zero()" % u
-                                                         for u in range(kg)) + ";"
-    s["KEY_FMAS"] = "\n".join(
-        "            s{u} = mica_kfloat_fma(qv, mica_kfloat_load(k{u} + c), s{u});".format(u=u)
-        for u in range(kg))
-    s["KEY_ARGS"] = ", ".join("s%d" % u for u in range(kg))
-    s["KEY_TAIL"] = "\n".join(
-        "            sc[j + {u}] += qc * k{u}[c];".format(u=u) for u in range(kg))
-    s["DC"] = str(dc)
-    s["PV_LOAD"] = "\n".join(
-        "        mica_kfloat_v o{u} = first ? mica_kfloat_zero()\n"
-        "                                   : mica_kfloat_mul(mica_kfloat_load(acc + c + {u} * MICA_KFLOAT_VL), vcorr);".format(u=u)
-        for u in range(dc))
-    s["PV_FMAS"] = "\n".join(
-        "            o{u} = mica_kfloat_fma(p, mica_kfloat_load(vj + {u} * MICA_KFLOAT_VL), o{u});".format(u=u)
-        for u in range(dc))
-    s["PV_STORE"] = "\n".join(
-        "        mica_kfloat_store(acc + c + {u} * MICA_KFLOAT_VL, o{u});".format(u=u)
-        for u in range(dc))
+    s["DC"] = str(dia["dc"])
+    s["ATTN_BLOCKS"] = _attn_block(dia, 1) + "\n" + _attn_block(dia, 2)
     return s
+
+def _attn_block(dia, nrows):
+    """C of mica_kfloat_attn_block<nrows>: one key block for one or two query
+    rows (same keys). Every line a row runs is the same in both functions,
+    in the same order, so a row's result does not depend on its partner."""
+    dc = dia["dc"]
+    rows = "ab"[:nrows]
+    V = "mica_kfloat_v"
+    L = []
+    w = L.append
+    params = ", ".join("const float *q%s" % r for r in rows)
+    params += ", const float *k, const float *v, int32_t d, "
+    params += ", ".join("int32_t nb%s" % r for r in rows)
+    params += ", float scale, int first, "
+    params += ", ".join("float *m%s, float *l%s, float *acc%s, float *sc%s" % (r, r, r, r)
+                        for r in rows)
+    w("static inline void mica_kfloat_attn_block%d(%s)" % (nrows, params))
+    w("{")
+    w("    int32_t dv = d - d % MICA_KFLOAT_VL;")
+    if nrows == 2:
+        w("    int32_t nbx = nba > nbb ? nba : nbb, nbn = nba < nbb ? nba : nbb;")
+    else:
+        w("    int32_t nbx = nba, nbn = nba;")
+        w("    float scb[4]; /* the partner's scores of pair_hsum, dropped */")
+    w("    /* scores, four keys at a time (past nbx the last key again) */")
+    w("    for (int32_t j = 0; j < nbx; j += 4) {")
+    for u in range(4):
+        w("        const float *k%d = k + (int64_t)(j + %d < nbx ? j + %d : nbx - 1) * d;" % (u, u, u))
+    w("        %s %s;" % (V, ", ".join("%s%d = mica_kfloat_zero()" % (r, u)
+                                        for r in rows for u in range(4))))
+    w("        for (int32_t c = 0; c < dv; c += MICA_KFLOAT_VL) {")
+    w("            %s %s;" % (V, ", ".join("q%sv = mica_kfloat_load(q%s + c)" % (r, r)
+                                            for r in rows)))
+    for u in range(4):
+        w("            %s kv%d = mica_kfloat_load(k%d + c);" % (V, u, u))
+        for r in rows:
+            w("            %s%d = mica_kfloat_fma(q%sv, kv%d, %s%d);" % (r, u, r, u, r, u))
+    w("        }")
+    if nrows == 2:
+        w("        mica_kfloat_pair_hsum(a0, a1, a2, a3, b0, b1, b2, b3, sca + j, scb + j);")
+    else:
+        w("        mica_kfloat_pair_hsum(a0, a1, a2, a3, a0, a1, a2, a3, sca + j, scb);")
+    w("        for (int32_t c = dv; c < d; c++) {")
+    for u in range(4):
+        for r in rows:
+            w("            sc%s[j + %d] += q%s[c] * k%d[c];" % (r, u, r, u))
+    w("        }")
+    w("    }")
+    for r in rows:
+        w("    float corr%s = mica_kfloat_attn_softmax(sc%s, nb%s, scale, first, m%s, l%s);"
+          % (r, r, r, r, r))
+    w("    /* acc = acc * corr + sum_j p_j v_j, %d vectors of acc at a time */" % dc)
+    w("    %s %s;" % (V, ", ".join("vc%s = mica_kfloat_set1(corr%s)" % (r, r) for r in rows)))
+    w("    int32_t c = 0;")
+    for width in (dc, 1):
+        step = "%d * MICA_KFLOAT_VL" % width if width > 1 else "MICA_KFLOAT_VL"
+        w("    for (; c + %s <= dv; c += %s) {" % (step, step))
+        for r in rows:
+            for u in range(width):
+                w("        %s o%s%d = first ? mica_kfloat_zero()\n"
+                  "                            : mica_kfloat_mul(mica_kfloat_load(acc%s + c + %d * MICA_KFLOAT_VL), vc%s);"
+                  % (V, r, u, r, u, r))
+        w("        int32_t j = 0;")
+        w("        for (; j < nbn; j++) {")
+        w("            const float *vj = v + (int64_t)j * d + c;")
+        w("            %s %s;" % (V, ", ".join("p%s = mica_kfloat_set1(sc%s[j])" % (r, r)
+                                                for r in rows)))
+        for u in range(width):
+            w("            %s t%d = mica_kfloat_load(vj + %d * MICA_KFLOAT_VL);" % (V, u, u))
+            for r in rows:
+                w("            o%s%d = mica_kfloat_fma(p%s, t%d, o%s%d);" % (r, u, r, u, r, u))
+        w("        }")
+        if nrows == 2:
+            for r in rows:
+                w("        for (int32_t jr = j; jr < nb%s; jr++) {" % r)
+                w("            const float *vj = v + (int64_t)jr * d + c;")
+                w("            %s p%s = mica_kfloat_set1(sc%s[jr]);" % (V, r, r))
+                for u in range(width):
+                    w("            o%s%d = mica_kfloat_fma(p%s, mica_kfloat_load(vj + %d * MICA_KFLOAT_VL), o%s%d);"
+                      % (r, u, r, u, r, u))
+                w("        }")
+        for r in rows:
+            for u in range(width):
+                w("        mica_kfloat_store(acc%s + c + %d * MICA_KFLOAT_VL, o%s%d);" % (r, u, r, u))
+        w("    }")
+    w("    for (; c < d; c++) {")
+    for r in rows:
+        w("        float o%s = first ? 0.0f : acc%s[c] * corr%s;" % (r, r, r))
+        w("        for (int32_t j = 0; j < nb%s; j++)" % r)
+        w("            o%s += sc%s[j] * v[(int64_t)j * d + c];" % (r, r))
+        w("        acc%s[c] = o%s;" % (r, r))
+    w("    }")
+    w("}")
+    return "\n".join(L) + "\n"
 
 
 def HELPERS(isa):
@@ -463,7 +550,7 @@ def generate(isa):
                    SOP="+" if fam == "add" else "*")
         params = "vl=%d" % dia["vl"] if fam != "rope" else "portable,f64"
         if fam == "attention_kv":
-            params += ",kg=%d,dc=%d" % (dia["kg"], dia["dc"])
+            params += ",rows=2,keys=4,dc=%d" % dia["dc"]
         if fam == "rms_norm":
             params += ",racc=%d" % dia["racc"]
         out.append(({"family": fam, "name": name, "params": params},
