@@ -9,8 +9,14 @@ structure of every kernel, written against a tiny vector dialect: a type
 each ISA: portable C (one lane), AVX2 and AVX-512 `ps` intrinsics, NEON
 float32x4 (neon, dotprod and i8mm share it). On top of them the template
 builds a vector exp (swiglu, softmax, attention) and this module unrolls the
-few loops whose accumulators must stay in registers (rms sum of squares,
-attention's key-group dot products and its P.V chunks).
+few loops whose accumulators must stay in registers: the rms and softmax
+sums (racc accumulators, summed in blocks), and attention's key blocks
+(_attn_block: two query rows x four keys of dot products, two rows x dc
+vectors of P.V, sharing every key and value load).
+
+Determinism: every row of every kernel is computed by the same operations
+in the same order whatever range or split it is called with; attention's
+pairing of rows changes which loads are shared, never a row's arithmetic.
 
 rope is portable C on every ISA: its angles, sin and cos are double
 precision (own range-reduced polynomials; the model objects link no libm),
@@ -402,12 +408,13 @@ def _snippets(dia):
     s = {}
     # rms and softmax sums: racc accumulators a_u over blocks of BLOCK_STEPS
     # steps of racc*VL elements, each block then added into totals t_u
-    for key, ind, step in (("RMS", "    ", "        mica_kfloat_v v{u} = mica_kfloat_load(x + i + {u} * MICA_KFLOAT_VL);\n"
-                                           "        a{u} = mica_kfloat_fma(v{u}, v{u}, a{u});"),
-                           ("SM", "        ", "        mica_kfloat_v e{u} = mica_kfloat_exp(\n"
-                                              "            mica_kfloat_sub(mica_kfloat_load(xr + i + {u} * MICA_KFLOAT_VL), vmx));\n"
-                                              "        mica_kfloat_store(yr + i + {u} * MICA_KFLOAT_VL, e{u});\n"
-                                              "        a{u} = mica_kfloat_add(a{u}, e{u});")):
+    rms_step = ("        mica_kfloat_v v{u} = mica_kfloat_load(x + i + {u} * MICA_KFLOAT_VL);\n"
+                "        a{u} = mica_kfloat_fma(v{u}, v{u}, a{u});")
+    sm_step = ("        mica_kfloat_v e{u} = mica_kfloat_exp(\n"
+               "            mica_kfloat_sub(mica_kfloat_load(xr + i + {u} * MICA_KFLOAT_VL), vmx));\n"
+               "        mica_kfloat_store(yr + i + {u} * MICA_KFLOAT_VL, e{u});\n"
+               "        a{u} = mica_kfloat_add(a{u}, e{u});")
+    for key, ind, step in (("RMS", "    ", rms_step), ("SM", "        ", sm_step)):
         s[key + "_TOTALS"] = ind + "mica_kfloat_v " + ", ".join(
             "t%d = mica_kfloat_zero()" % u for u in range(racc)) + ";"
         s[key + "_DECL"] = ind + "    mica_kfloat_v " + ", ".join(
@@ -429,6 +436,7 @@ def _snippets(dia):
     s["DC"] = str(dia["dc"])
     s["ATTN_BLOCKS"] = _attn_block(dia, 1) + "\n" + _attn_block(dia, 2)
     return s
+
 
 def _attn_block(dia, nrows):
     """C of mica_kfloat_attn_block<nrows>: one key block for one or two query
