@@ -74,7 +74,7 @@ typedef struct kfc_variant {
 #endif
 
 static const kfc_variant_t kfc_variants[] = {
-#define MICA_KERNEL(family, name, isa, params)                                                    \
+#define MICA_KERNEL(family, name, isa, params)                                                     \
     KFC_ON_##isa({#family, #name, #isa, params, (kfc_any_fn)name}, )
 #include "kernel_list.inc"
 #undef MICA_KERNEL
@@ -102,8 +102,7 @@ typedef void (*kfc_swiglu_fn)(const float *, int64_t, float *, int64_t, int32_t,
 typedef void (*kfc_rope_fn)(const float *, int64_t, int64_t, const int32_t *, float *, int64_t,
                             int64_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, float,
                             float);
-typedef void (*kfc_softmax_fn)(const float *, int64_t, float *, int64_t, int32_t, int32_t,
-                               int32_t);
+typedef void (*kfc_softmax_fn)(const float *, int64_t, float *, int64_t, int32_t, int32_t, int32_t);
 typedef void (*kfc_attn_fn)(const float *, int64_t, int64_t, const float *, const float *, int32_t,
                             float *, int64_t, int64_t, int32_t, int32_t, int32_t, int32_t, int32_t,
                             int32_t, float);
@@ -275,9 +274,9 @@ static void kfc_expect_padding(kfc_t *c, const float *y, int32_t rows, int64_t l
     }
 }
 
-static const int32_t kfc_lengths[] = {1,  2,  3,   4,   5,   7,   8,   9,   15,   16,   17,   23,
-                                      31, 32, 33,  47,  63,  64,  65,  127, 128,  129,  255,  256,
-                                      257, 576, 1000, 1536, 2048, 4099, 8192};
+static const int32_t kfc_lengths[] = {1,   2,   3,   4,   5,    7,    8,    9,    15,  16,  17,
+                                      23,  31,  32,  33,  47,   63,   64,   65,   127, 128, 129,
+                                      255, 256, 257, 576, 1000, 1536, 2048, 4099, 8192};
 
 /* ------------------------------------------------------------------------ */
 /* rms_norm                                                                  */
@@ -502,8 +501,8 @@ typedef struct kfc_rope_ctx {
 static void kfc_rope_call(const void *ctx, float *y, int32_t r0, int32_t r1)
 {
     const kfc_rope_ctx_t *k = ctx;
-    k->fn(k->x, k->sxt, k->sxh, k->pos, y, k->syt, k->syh, r0, r1, k->heads, k->d, k->mode,
-          k->dims, k->theta, k->scale);
+    k->fn(k->x, k->sxt, k->sxh, k->pos, y, k->syt, k->syh, r0, r1, k->heads, k->d, k->mode, k->dims,
+          k->theta, k->scale);
 }
 
 static void kfc_check_rope(kfc_t *c, kfc_any_fn fn)
@@ -530,9 +529,9 @@ static void kfc_check_rope(kfc_t *c, kfc_any_fn fn)
             for (int32_t t = 0; t < toks; t++)
                 pos[t] = t == 0 ? 32767 - hi : kfc_int(c, 0, 32768);
             kfc_fill_sentinel(init, ly);
-            kfc_rope_ctx_t k = {(kfc_rope_fn)fn, x,    pos,   sxt,  sxh,
-                                syt,             syh,  heads, d,    mode,
-                                dims,            thetas[hi % 4], scales[hi % 4]};
+            kfc_rope_ctx_t k = {
+                (kfc_rope_fn)fn, x, pos, sxt, sxh, syt, syh, heads, d, mode, dims, thetas[hi % 4],
+                scales[hi % 4]};
             memcpy(y, init, (size_t)ly * sizeof *y);
             kfc_rope_call(&k, y, 0, rows);
             int32_t half = dims / 2;
@@ -592,7 +591,8 @@ static void kfc_attn_case(kfc_t *c, kfc_any_fn fn, int32_t d, int32_t hq, int32_
     int32_t keys = p0 + toks, cap = keys + kfc_int(c, 0, 9);
     int64_t sqh = d + kfc_int(c, 0, 2), sqt = hq * sqh + kfc_int(c, 0, 3);
     int64_t syh = d + kfc_int(c, 0, 2), syt = hq * syh + kfc_int(c, 0, 3);
-    int64_t lq = (toks - 1) * sqt + (hq - 1) * sqh + d, ly = toks * syt, lc = (int64_t)hkv * cap * d;
+    int64_t lq = (toks - 1) * sqt + (hq - 1) * sqh + d, ly = toks * syt,
+            lc = (int64_t)hkv * cap * d;
     int32_t rows = toks * hq, grp = hq / hkv;
     float *q = kfc_alloc(lq), *kc = kfc_alloc(lc), *vc = kfc_alloc(lc);
     float *y = kfc_alloc(ly), *init = kfc_alloc(ly);
@@ -624,7 +624,8 @@ static void kfc_attn_case(kfc_t *c, kfc_any_fn fn, int32_t d, int32_t hq, int32_
         for (int32_t h = 0; h < hq; h++) {
             /* as mica_ref_attention_kv: float64, exact softmax */
             const float *qt = q + t * sqt + h * sqh;
-            const float *kh = kc + (int64_t)(h / grp) * cap * d, *vh = vc + (int64_t)(h / grp) * cap * d;
+            const float *kh = kc + (int64_t)(h / grp) * cap * d,
+                        *vh = vc + (int64_t)(h / grp) * cap * d;
             int32_t last = p0 + t;
             double mx = -INFINITY, sum = 0.0;
             for (int32_t j = 0; j <= last; j++) {
