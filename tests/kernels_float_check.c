@@ -10,10 +10,17 @@
  * kernel that reads them fails.
  *
  * Two drivers share these checks: main() below (plain C, for the aarch64
- * cross build: link it with kernels_{scalar,neon,dotprod,i8mm}.c, built with
- * their flags and -fno-math-errno, and run under qemu), and
- * tests/test_kernels_float.c (Criterion), which defines
- * KFC_NO_MAIN and includes this file. Standalone, the variants of this
+ * cross build), and tests/test_kernels_float.c (Criterion), which defines
+ * KFC_NO_MAIN and includes this file. The cross build, K = the generated
+ * kernel directory, each ISA file with isa.py's cflags:
+ *   CC="aarch64-linux-gnu-gcc -std=c11 -O2 -fno-math-errno -IK"
+ *   $CC -c K/kernels_scalar.c; $CC -march=armv8-a -c K/kernels_neon.c
+ *   $CC -march=armv8.2-a+dotprod+fp16 -c K/kernels_dotprod.c
+ *   $CC -march=armv8.6-a+dotprod+i8mm+fp16 -c K/kernels_i8mm.c
+ *   $CC -D_DEFAULT_SOURCE kernels_float_check.c kernels_*.o -lm -o check
+ *   QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static -cpu max ./check
+ * It prints one line per variant and a summary, and exits 0 when every
+ * variant it ran passed. Standalone, the variants of this
  * architecture's ISAs are weak references: one whose file is not linked is
  * reported ("not linked") and counted in the summary line, not run. */
 #include <math.h>
