@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -421,7 +422,7 @@ static mica_status_t emit_act_quant(emit_t *e, const mica_node_t *n)
         ADDR(&norm->inputs[1], "const float *", w);
         parts = task_open(e, n, rows, k_dim, false);
         fprintf(e->tasks,
-                "    %s(%s, %" PRId64 ", %s, %.9gf, (int8_t *)%s, (float *)%s, lo, hi, %" PRId64
+                "    %s(%s, %" PRId64 ", %s, %.9ef, (int8_t *)%s, (float *)%s, lo, hi, %" PRId64
                 ", %" PRId64 ");\n",
                 kn, x, ldn, w, mica_attr_rms_norm_eps(norm), xq, xs, k_dim, group);
         e->skip[norm->id] = true;
@@ -577,7 +578,7 @@ static mica_status_t emit_rowwise(emit_t *e, const mica_node_t *n)
         ADDR(&n->inputs[0], "const float *", x);
         ADDR(&n->inputs[1], "const float *", w);
         parts = task_open(e, n, rows, cols, false);
-        fprintf(e->tasks, "    %s(%s, %" PRId64 ", %s, %.9gf, (float *)%s, %" PRId64
+        fprintf(e->tasks, "    %s(%s, %" PRId64 ", %s, %.9ef, (float *)%s, %" PRId64
                           ", lo, hi, %" PRId64 ");\n",
                 kn, x, ldx, w, mica_attr_rms_norm_eps(n), y, ldy, cols);
         break;
@@ -647,7 +648,7 @@ static mica_status_t emit_rope(emit_t *e, const mica_node_t *n)
     VADDR(n->id, y);
     int32_t parts = task_open(e, n, rows, dim, false);
     fprintf(e->tasks, "    %s(%s, %" PRId64 ", %" PRId64 ", %s, (float *)%s, %" PRId64 ", %" PRId64
-                      ", lo, hi, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %.17gf, %.17gf);\n",
+                      ", lo, hi, %" PRId64 ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %.9ef, %.9ef);\n",
             kn, x, sxt, sxh, pos, y, syt, syh, heads, dim, mica_attr_rope_mode(n),
             mica_attr_rope_dims(n), mica_attr_rope_theta(n), mica_attr_rope_scale(n));
     task_close(e);
@@ -698,7 +699,7 @@ static mica_status_t emit_attention_kv(emit_t *e, const mica_node_t *n)
     int32_t parts = task_open(e, n, rows, dim, false);
     fprintf(e->tasks, "    %s(%s, %" PRId64 ", %" PRId64 ", (const float *)%s, (const float *)%s, %" PRId64
                       ", (float *)%s, %" PRId64 ", %" PRId64 ", lo, hi, %" PRId64 ", %" PRId64
-                      ", %" PRId64 ", r->n_past, %.9gf);\n",
+                      ", %" PRId64 ", r->n_past, %.9ef);\n",
             kn, q, sqt, sqh, kc, vc, kt.shape[1], y, syt, syh, hq, kt.shape[0], dim,
             mica_attr_attention_kv_scale(n));
     task_close(e);
@@ -1009,6 +1010,76 @@ static int split_words(char *s, char **argv, int max)
     return n;
 }
 
+/* Runs argv (argv[0] found on PATH) with stdout and stderr appended to
+ * log; fails naming the compiler and the first error line of the log. */
+static mica_status_t run_compiler(char *const *argv, const char *log, const char *what,
+                                  mica_diag_t *d)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0)
+        return mica_diag_set(d, MICA_ERR_IO, "cannot run the target's compiler %s: %s", argv[0],
+                             strerror(rc));
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return mica_diag_set(d, MICA_ERR_IO, "waiting for %s: %s", argv[0], strerror(errno));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return MICA_OK;
+    char first[256] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        while (fgets(first, sizeof first, f))
+            if (strstr(first, "error"))
+                break;
+        fclose(f);
+    }
+    first[strcspn(first, "\n")] = 0;
+    return mica_diag_set(d, MICA_ERR_IO, "%s failed building %s: %s", argv[0], what,
+                         first[0] ? first : "see build.log");
+}
+
+static uint64_t fnv_str(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h ^ 0xff; /* separator */
+}
+
+/* The kernel object cache: $MICA_CACHE, else $XDG_CACHE_HOME/mica, else
+ * ~/.cache/mica, then "kernels". Empty when none can be named. */
+static void cache_dir(char *buf, size_t cap)
+{
+    const char *m = getenv("MICA_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    buf[0] = 0;
+    if (m && *m)
+        snprintf(buf, cap, "%s/kernels", m);
+    else if (x && *x)
+        snprintf(buf, cap, "%s/mica/kernels", x);
+    else if (h && *h)
+        snprintf(buf, cap, "%s/.cache/mica/kernels", h);
+}
+
+static void mkdirs(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
+    mkdir(p, 0755);
+}
+
 mica_status_t mica_emit_build(const char *dir, const mica_target_t *t, mica_diag_t *d)
 {
     const char *isa = NULL;
@@ -1029,46 +1100,59 @@ mica_status_t mica_emit_build(const char *dir, const mica_target_t *t, mica_diag
     snprintf(model_c, sizeof model_c, "%s/model.c", dir);
     snprintf(kern_c, sizeof kern_c, "%s/%s", dir, kfile);
     snprintf(log, sizeof log, "%s/build.log", dir);
+    static char *const common[] = {"-std=c11", "-fPIC", "-fno-math-errno", "-fno-stack-protector",
+                                   "-fvisibility=hidden", NULL};
+
+    /* The kernels are the same for every model of a target: their object
+     * is cached by compiler, flags and source, and built once. */
+    char cdir[3000], kobj[4096] = "";
+    cache_dir(cdir, sizeof cdir);
+    if (cdir[0]) {
+        uint64_t h = 0xcbf29ce484222325ull;
+        h = fnv_str(h, t->cc);
+        h = fnv_str(h, t->cflags);
+        h = fnv_str(h, source_text(kfile));
+        h = fnv_str(h, source_text("mica_kernels.h"));
+        snprintf(kobj, sizeof kobj, "%s/%s-%016" PRIx64 ".o", cdir, isa, h);
+        if (access(kobj, R_OK) != 0) {
+            mkdirs(cdir);
+            char tmp[4200];
+            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", kobj, (long)getpid());
+            char *argv[64];
+            int n = 0;
+            argv[n++] = (char *)t->cc;
+            char cf2[sizeof t->cflags];
+            snprintf(cf2, sizeof cf2, "%s", t->cflags);
+            n += split_words(cf2, argv + n, 24);
+            for (int i = 0; common[i]; i++)
+                argv[n++] = common[i];
+            argv[n++] = "-c";
+            argv[n++] = "-o";
+            argv[n++] = tmp;
+            argv[n++] = kern_c;
+            argv[n] = NULL;
+            mica_status_t s = run_compiler(argv, log, "the kernels", d);
+            if (s == MICA_OK && rename(tmp, kobj) != 0)
+                s = mica_diag_set(d, MICA_ERR_IO, "%s: %s", kobj, strerror(errno));
+            if (s != MICA_OK) {
+                unlink(tmp);
+                return s;
+            }
+        }
+    }
     char *argv[64];
     int n = 0;
     argv[n++] = (char *)t->cc;
     n += split_words(cflags, argv + n, 24);
-    static char *const fixed[] = {"-std=c11", "-fPIC", "-shared", "-nostdlib", "-fno-math-errno",
-                                  "-fno-stack-protector", "-fvisibility=hidden", "-o", NULL};
-    for (int i = 0; fixed[i]; i++)
-        argv[n++] = fixed[i];
+    for (int i = 0; common[i]; i++)
+        argv[n++] = common[i];
+    argv[n++] = "-shared";
+    argv[n++] = "-nostdlib";
+    argv[n++] = "-o";
     argv[n++] = out_so;
     argv[n++] = model_c;
-    argv[n++] = kern_c;
+    argv[n++] = kobj[0] ? kobj : kern_c;
     argv[n++] = "-lgcc";
     argv[n] = NULL;
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0)
-        return mica_diag_set(d, MICA_ERR_IO, "cannot run the target's compiler %s: %s", t->cc,
-                             strerror(rc));
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return mica_diag_set(d, MICA_ERR_IO, "waiting for %s: %s", t->cc, strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        char first[256] = "";
-        FILE *f = fopen(log, "r");
-        if (f) {
-            while (fgets(first, sizeof first, f))
-                if (strstr(first, "error"))
-                    break;
-            fclose(f);
-        }
-        first[strcspn(first, "\n")] = 0;
-        return mica_diag_set(d, MICA_ERR_IO, "%s failed building %s/model.so: %s", t->cc, dir,
-                             first[0] ? first : "see build.log");
-    }
-    return MICA_OK;
+    return run_compiler(argv, log, "model.so", d);
 }
