@@ -48,12 +48,9 @@ DIALECT = {
     "scalar": {"template": None, "ep": 1, "subs": {}},
     "avx2": {"template": "quant_avx2.c.in", "ep": 4, "tiles": 2, "subs": {}},
     "avx512vnni": {"template": None, "ep": 4, "subs": {}},
-    "neon": {"template": None, "ep": 4,
-             "subs": {"DOT": "MICA_KQ_DOT_SMLAL"}},
-    "dotprod": {"template": None, "ep": 4,
-                "subs": {"DOT": "MICA_KQ_DOT_SDOT"}},
-    "i8mm": {"template": None, "ep": 4,
-             "subs": {"DOT": "MICA_KQ_DOT_SMMLA"}},
+    "neon": {"template": "quant_neon.c.in", "ep": 3, "gemm": "smlal", "gemv": "smlal", "subs": {}},
+    "dotprod": {"template": "quant_neon.c.in", "ep": 6, "gemm": "sdot", "gemv": "sdot", "subs": {}},
+    "i8mm": {"template": "quant_neon.c.in", "ep": 6, "gemm": "smmla", "gemv": "sdot8", "subs": {}},
 }
 
 
@@ -96,6 +93,12 @@ def _avx2_tile(dt, rows, tiles):
     w("        const int32_t k0 = j * b;")
     w("        const uint8_t *wb = wt + (int64_t)(k0 / 4) * tb;")
     w("        const int8_t *xp = x + k0;")
+    if rows == 1:
+        # decode streams each weight once: ask for the lines 1 KiB ahead
+        for t in T:
+            for line in range(2 if u4 else 4):
+                w("        _mm_prefetch((const char *)(wb + %d * wts + %d), _MM_HINT_T0);"
+                  % (t, 1024 + 64 * line))
     for r in R:
         for t in T:
             w("        __m256i d%d%d = _mm256_setzero_si256();" % (r, t))
@@ -230,6 +233,230 @@ static inline void mica_kq_avx2_store(float *y, __m256 v, int32_t cn)
     return "\n".join(out)
 
 
+# ---- NEON: the same blocking, the dot instruction from the dialect ----
+
+def _neon_tile(scheme, dt, rows, name):
+    """C of one NEON tile function: `rows` rows of y for one tile of 8
+    columns over the whole K. scheme: "smlal" (armv8-a: smull/smlal into
+    i16 for up to 8 u4 / 2 i8 steps, widened by saddlp), "sdot" (lp 4:
+    sdot of 4 rows x 4 bytes against a broadcast of 4 x bytes), "sdot8"
+    (lp 8: sdot of 2 rows x 8 bytes, pairs added at the end: decode on the
+    i8mm tile), "smmla" (lp 8: 2 x rows x 2 weight rows x 8 bytes). Every
+    path ends a block with D<r>0 / D<r>1, the i32 dots of columns 0-3 / 4-7
+    of row r, and the same float steps."""
+    u4 = dt == "u4"
+    lp = 8 if scheme in ("sdot8", "smmla") else 4
+    tb = 8 * lp // (2 if u4 else 1)
+    R = range(rows)
+    pairs = range((rows + 1) // 2)
+    o = []
+    w = o.append
+    w("static inline void %s(const int8_t *x, const float *xsr, int32_t nka, const float *cm," % name)
+    w("    int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st, const uint16_t *mt,")
+    w("    int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k, int32_t ag, int32_t wg)")
+    w("{")
+    w("    const int32_t b = ag < wg ? ag : wg, nb = k / b, steps = b / %d;" % lp)
+    w("    const int32_t ra = ag / b, rw = wg / b; /* blocks per scale of x, of w */")
+    w("    int32_t ja = 0, jw = 0, ca = 0, cw = 0;")
+    if u4:
+        w("    const uint8x16_t m0f = vdupq_n_u8(0x0f);")
+    w("    (void)wts;")
+    for r in R:
+        w("    float32x4_t a%d0 = vdupq_n_f32(0.0f), a%d1 = vdupq_n_f32(0.0f);" % (r, r))
+    w("    for (int32_t j = 0; j < nb; j++) {")
+    w("        const int32_t k0 = j * b;")
+    w("        const uint8_t *wb = wt + (int64_t)(k0 / %d) * %d;" % (lp, tb))
+    w("        const int8_t *xp = x + k0;")
+    # weight vectors of one step
+    def wload(ind, s_expr):
+        p = "wb + (int64_t)(%s) * %d" % (s_expr, tb)
+        if lp == 4:
+            if u4:
+                w(ind + "const uint8x16_t v = vld1q_u8(%s);" % p)
+                w(ind + "const int8x16_t w0 = vreinterpretq_s8_u8(vandq_u8(v, m0f));")
+                w(ind + "const int8x16_t w1 = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));")
+            else:
+                w(ind + "const int8x16_t w0 = vld1q_s8((const int8_t *)(%s));" % p)
+                w(ind + "const int8x16_t w1 = vld1q_s8((const int8_t *)(%s) + 16);" % p)
+        else:
+            if u4:
+                w(ind + "const uint8x16_t v0 = vld1q_u8(%s), v1 = vld1q_u8(%s + 16);" % (p, p))
+                w(ind + "const int8x16_t w0 = vreinterpretq_s8_u8(vandq_u8(v0, m0f));")
+                w(ind + "const int8x16_t w1 = vreinterpretq_s8_u8(vandq_u8(v1, m0f));")
+                w(ind + "const int8x16_t w2 = vreinterpretq_s8_u8(vshrq_n_u8(v0, 4));")
+                w(ind + "const int8x16_t w3 = vreinterpretq_s8_u8(vshrq_n_u8(v1, 4));")
+            else:
+                for i in range(4):
+                    w(ind + "const int8x16_t w%d = vld1q_s8((const int8_t *)(%s) + %d);" % (i, p, 16 * i))
+
+    if scheme == "sdot":
+        for r in R:
+            w("        int32x4_t D%d0 = vdupq_n_s32(0), D%d1 = vdupq_n_s32(0);" % (r, r))
+        w("        for (int32_t s = 0; s < steps; s++) {")
+        wload("            ", "s")
+        for r in R:
+            w("            {")
+            w("                const int8x16_t xb = mica_kq_neon_bx4(xp + %d * k + 4 * s);" % r)
+            w("                D%d0 = vdotq_s32(D%d0, w0, xb);" % (r, r))
+            w("                D%d1 = vdotq_s32(D%d1, w1, xb);" % (r, r))
+            w("            }")
+        w("        }")
+    elif scheme == "sdot8":
+        for r in R:
+            w("        int32x4_t E%d0 = vdupq_n_s32(0), E%d1 = vdupq_n_s32(0), E%d2 = vdupq_n_s32(0), "
+              "E%d3 = vdupq_n_s32(0);" % (r, r, r, r))
+        w("        for (int32_t s = 0; s < steps; s++) {")
+        wload("            ", "s")
+        for r in R:
+            w("            {")
+            w("                const int8x16_t xb = mica_kq_neon_bx8(xp + %d * k + 8 * s);" % r)
+            for i in range(4):
+                w("                E%d%d = vdotq_s32(E%d%d, w%d, xb);" % (r, i, r, i, i))
+            w("            }")
+        w("        }")
+        for r in R:
+            w("        const int32x4_t D%d0 = vpaddq_s32(E%d0, E%d1), D%d1 = vpaddq_s32(E%d2, E%d3);"
+              % (r, r, r, r, r, r))
+    elif scheme == "smmla":
+        for q in pairs:
+            w("        int32x4_t P%d0 = vdupq_n_s32(0), P%d1 = vdupq_n_s32(0), P%d2 = vdupq_n_s32(0), "
+              "P%d3 = vdupq_n_s32(0);" % (q, q, q, q))
+        w("        for (int32_t s = 0; s < steps; s++) {")
+        wload("            ", "s")
+        for q in pairs:
+            r0, r1 = 2 * q, min(2 * q + 1, rows - 1)
+            w("            {")
+            w("                const int8x16_t xa = vcombine_s8(vld1_s8(xp + %d * k + 8 * s), "
+              "vld1_s8(xp + %d * k + 8 * s));" % (r0, r1))
+            for i in range(4):
+                w("                P%d%d = vmmlaq_s32(P%d%d, xa, w%d);" % (q, i, q, i, i))
+            w("            }")
+        w("        }")
+        for q in pairs:
+            # P<q><i>: [x0.wA, x0.wB, x1.wA, x1.wB] for weight rows (A, B) = 2i, 2i+1
+            for h in range(2):
+                r = 2 * q + h
+                if r >= rows:
+                    continue
+                zip_ = "vzip1q_s64" if h == 0 else "vzip2q_s64"
+                w("        const int32x4_t D%d0 = vreinterpretq_s32_s64(%s(vreinterpretq_s64_s32(P%d0), "
+                  "vreinterpretq_s64_s32(P%d1)));" % (r, zip_, q, q))
+                w("        const int32x4_t D%d1 = vreinterpretq_s32_s64(%s(vreinterpretq_s64_s32(P%d2), "
+                  "vreinterpretq_s64_s32(P%d3)));" % (r, zip_, q, q))
+    else:  # smlal
+        chunk = 8 if u4 else 2
+        for r in R:
+            w("        int32x4_t D%d0 = vdupq_n_s32(0), D%d1 = vdupq_n_s32(0);" % (r, r))
+        w("        for (int32_t s0 = 0; s0 < steps; s0 += %d) {" % chunk)
+        w("            const int32_t s1 = s0 + %d < steps ? s0 + %d : steps;" % (chunk, chunk))
+        for r in R:
+            w("            int16x8_t L%d0 = vdupq_n_s16(0), L%d1 = vdupq_n_s16(0), L%d2 = vdupq_n_s16(0), "
+              "L%d3 = vdupq_n_s16(0);" % (r, r, r, r))
+        w("            for (int32_t s = s0; s < s1; s++) {")
+        wload("                ", "s")
+        for r in R:
+            w("                {")
+            w("                    const int8x16_t xb = mica_kq_neon_bx4(xp + %d * k + 4 * s);" % r)
+            w("                    L%d0 = vmlal_s8(L%d0, vget_low_s8(w0), vget_low_s8(xb));" % (r, r))
+            w("                    L%d1 = vmlal_high_s8(L%d1, w0, xb);" % (r, r))
+            w("                    L%d2 = vmlal_s8(L%d2, vget_low_s8(w1), vget_low_s8(xb));" % (r, r))
+            w("                    L%d3 = vmlal_high_s8(L%d3, w1, xb);" % (r, r))
+            w("                }")
+        w("            }")
+        for r in R:
+            # L0: rows 0,1 x k0..3 (i16); pairwise into [r0, r0, r1, r1], then rows 0-3
+            w("            D%d0 = vaddq_s32(D%d0, vpaddq_s32(vpaddlq_s16(L%d0), vpaddlq_s16(L%d1)));"
+              % (r, r, r, r))
+            w("            D%d1 = vaddq_s32(D%d1, vpaddq_s32(vpaddlq_s16(L%d2), vpaddlq_s16(L%d3)));"
+              % (r, r, r, r))
+        w("        }")
+    # the float steps, the same on every path
+    w("        const float32x4_t s0 = mica_kq_neon_h4(st + (int64_t)jw * 8), s1 = "
+      "mica_kq_neon_h4(st + (int64_t)jw * 8 + 4);")
+    w("        const float32x4_t m0 = mica_kq_neon_h4(mt + (int64_t)jw * 8), m1 = "
+      "mica_kq_neon_h4(mt + (int64_t)jw * 8 + 4);")
+    for r in R:
+        w("        {")
+        w("            const float sa = xsr[%d * nka + ja];" % r)
+        w("            const float c = cm ? cm[%d * cms + j] : mica_kq_minsx(x + %d * k, sa, k0, b);" % (r, r))
+        for h in range(2):
+            w("            a%d%d = vfmaq_f32(a%d%d, vcvtq_f32_s32(D%d%d), vmulq_n_f32(s%d, sa));"
+              % (r, h, r, h, r, h, h))
+            w("            a%d%d = vfmaq_n_f32(a%d%d, m%d, c);" % (r, h, r, h, h))
+        w("        }")
+    w("        if (++ca == ra) {")
+    w("            ca = 0;")
+    w("            ja++;")
+    w("        }")
+    w("        if (++cw == rw) {")
+    w("            cw = 0;")
+    w("            jw++;")
+    w("        }")
+    w("    }")
+    for r in R:
+        w("    mica_kq_neon_store(y + %d * ldy, a%d0, a%d1, cn);" % (r, r, r))
+    w("}")
+    return "\n".join(o) + "\n"
+
+
+_NEON_COMMON = r"""
+static inline int8x16_t mica_kq_neon_bx4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return vreinterpretq_s8_s32(vdupq_n_s32(v));
+}
+
+static inline int8x16_t mica_kq_neon_bx8(const int8_t *p)
+{
+    int64_t v;
+    memcpy(&v, p, sizeof v);
+    return vreinterpretq_s8_s64(vdupq_n_s64(v));
+}
+
+/* 4 f16 (bits) as f32 */
+static inline float32x4_t mica_kq_neon_h4(const uint16_t *p)
+{
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+static inline void mica_kq_neon_store(float *y, float32x4_t lo, float32x4_t hi, int32_t cn)
+{
+    if (cn >= 8) {
+        vst1q_f32(y, lo);
+        vst1q_f32(y + 4, hi);
+    } else {
+        float t[8];
+        vst1q_f32(t, lo);
+        vst1q_f32(t + 4, hi);
+        for (int32_t i = 0; i < cn; i++)
+            y[i] = t[i];
+    }
+}
+
+typedef void (*mica_kq_neon_fn)(const int8_t *, const float *, int32_t, const float *, int32_t,
+                                const uint8_t *, int64_t, const uint16_t *, const uint16_t *,
+                                int64_t, float *, int64_t, int32_t, int32_t, int32_t, int32_t);
+"""
+
+
+def _neon_tiles(gemm_scheme, gemv_scheme, ep):
+    out = [_NEON_COMMON]
+    for dt in ("u4", "i8"):
+        names = []
+        for rows in range(1, ep + 1):
+            nm = "mica_kq_neon_%s_r%d" % (dt, rows)
+            out.append(_neon_tile(gemm_scheme, dt, rows, nm))
+            names.append(nm)
+        out.append("static const mica_kq_neon_fn mica_kq_neon_%s_fns[%d] = {%s};\n"
+                   % (dt, ep, ", ".join(names)))
+        if gemv_scheme != gemm_scheme:
+            out.append(_neon_tile(gemv_scheme, dt, 1, "mica_kq_neon_%s_gv" % dt))
+        else:
+            out.append("#define mica_kq_neon_%s_gv mica_kq_neon_%s_r1\n" % (dt, dt))
+    return "\n".join(out)
+
+
 def HELPERS(isa):
     d = DIALECT[isa["name"]]
     out = _render("quant_portable.c.in", isa, d["subs"])
@@ -238,9 +465,12 @@ def HELPERS(isa):
         if isa["name"] == "avx2":
             extra["TILES"] = _avx2_tiles(d["ep"], d["tiles"])
             extra["TMAX"] = str(d["tiles"])
+        elif d["template"] == "quant_neon.c.in":
+            extra["TILES"] = _neon_tiles(d["gemm"], d["gemv"], d["ep"])
+            extra["ACT"] = _PORTABLE_ACT
         out += "\n" + _render(d["template"], isa, extra)
     else:
-        out += _PORTABLE_CORES
+        out += _PORTABLE_CORES + _PORTABLE_ACT
     return out
 
 
@@ -285,6 +515,9 @@ static inline void mica_kq_qgemv(const int8_t *xq, const float *xs, const uint8_
     mica_kq_portable_qmm(xq, xs, wq, ws, wm, y, ldy, m0, m1, n0, n1, k, ag, wg, u4);
 }
 
+"""
+
+_PORTABLE_ACT = r"""
 static inline void mica_kq_act_quant(const float *x, int64_t ldx, int8_t *xq, float *xs,
                                      int32_t m0, int32_t m1, int32_t k, int32_t group)
 {
