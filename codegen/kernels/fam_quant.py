@@ -41,16 +41,20 @@ PROTOS = {
                       "int32_t group)"),
 }
 
-# What differs between the ISAs. template: the file with the ISA's cores
-# (None = portable only); ep: rows of activations one gemm step holds in
-# registers; subs: extra ${...} spellings of the template.
+# What differs between the ISAs. kind: which generator and template
+# (portable: quant_portable.c.in only); ep: rows of activations one gemm
+# call holds in registers; tiles (avx2): weight tiles of 8 columns per call;
+# gemm / gemv (NEON): the dot scheme of _neon_tile.
 DIALECT = {
-    "scalar": {"template": None, "ep": 1, "subs": {}},
-    "avx2": {"template": "quant_avx2.c.in", "ep": 4, "tiles": 2, "subs": {}},
-    "avx512vnni": {"template": None, "ep": 4, "subs": {}},
-    "neon": {"template": "quant_neon.c.in", "ep": 3, "gemm": "smlal", "gemv": "smlal", "subs": {}},
-    "dotprod": {"template": "quant_neon.c.in", "ep": 6, "gemm": "sdot", "gemv": "sdot", "subs": {}},
-    "i8mm": {"template": "quant_neon.c.in", "ep": 6, "gemm": "smmla", "gemv": "sdot8", "subs": {}},
+    "scalar": {"kind": "portable", "template": None, "ep": 1},
+    "avx2": {"kind": "avx2", "template": "quant_avx2.c.in", "ep": 4, "tiles": 2},
+    "avx512vnni": {"kind": "avx512", "template": "quant_avx512.c.in", "ep": 3},
+    "neon": {"kind": "neon", "template": "quant_neon.c.in", "ep": 3, "gemm": "smlal",
+             "gemv": "smlal"},
+    "dotprod": {"kind": "neon", "template": "quant_neon.c.in", "ep": 6, "gemm": "sdot",
+                "gemv": "sdot"},
+    "i8mm": {"kind": "neon", "template": "quant_neon.c.in", "ep": 6, "gemm": "smmla",
+             "gemv": "sdot8"},
 }
 
 
@@ -457,21 +461,143 @@ def _neon_tiles(gemm_scheme, gemv_scheme, ep):
     return "\n".join(out)
 
 
+# ---- AVX-512 VNNI: tile 64x4, vpdpbusd ----
+
+def _avx512_tile(dt, rows, name):
+    """C of one AVX-512 tile function: `rows` rows of y for one tile of 64
+    columns (4 zmm of 16 i32 lanes) over the whole K. u4: a 64-byte load
+    holds rows 0-15 (low nibbles) and 32-47 (high) of a step, the next one
+    rows 16-31 and 48-63; vpdpbusd takes them as the u8 operand. i8: the
+    weight is made u8 by w ^ 0x80 = w + 128, and 128 * sum(x) comes off the
+    block dot (exact in i32)."""
+    u4 = dt == "u4"
+    tb = 128 if u4 else 256
+    R, C = range(rows), range(4)
+    o = []
+    w = o.append
+    w("static inline void %s(const int8_t *x, const float *xsr, int32_t nka, const float *cm," % name)
+    w("    const int32_t *cs, int32_t cms, const uint8_t *wt, const uint16_t *st,")
+    w("    const uint16_t *mt, float *y, int64_t ldy, int32_t cn, int32_t k, int32_t ag, int32_t wg)")
+    w("{")
+    w("    const int32_t b = ag < wg ? ag : wg, nb = k / b, steps = b / 4;")
+    w("    const int32_t ra = ag / b, rw = wg / b; /* blocks per scale of x, of w */")
+    w("    int32_t ja = 0, jw = 0, ca = 0, cw = 0;")
+    w("    const __m512i m0f = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);")
+    w("    (void)m0f;")
+    w("    (void)flip;")
+    w("    (void)cs;")
+    for r in R:
+        w("    __m512 %s;" % ", ".join("a%d%d = _mm512_setzero_ps()" % (r, c) for c in C))
+    w("    for (int32_t j = 0; j < nb; j++) {")
+    w("        const int32_t k0 = j * b;")
+    w("        const uint8_t *wb = wt + (int64_t)(k0 / 4) * %d;" % tb)
+    w("        const int8_t *xp = x + k0;")
+    if rows == 1:
+        for line in range(2 if u4 else 4):
+            w("        _mm_prefetch((const char *)(wb + %d), _MM_HINT_T0);" % (2048 + 64 * line))
+    for r in R:
+        w("        __m512i %s;" % ", ".join("d%d%d = _mm512_setzero_si512()" % (r, c) for c in C))
+    w("        for (int32_t s = 0; s < steps; s++) {")
+    w("            const uint8_t *ws_ = wb + (int64_t)s * %d;" % tb)
+    if u4:
+        w("            const __m512i va = _mm512_loadu_si512((const void *)ws_), vb = "
+          "_mm512_loadu_si512((const void *)(ws_ + 64));")
+        w("            const __m512i w0 = _mm512_and_si512(va, m0f), w1 = _mm512_and_si512(vb, m0f);")
+        w("            const __m512i w2 = _mm512_and_si512(_mm512_srli_epi16(va, 4), m0f);")
+        w("            const __m512i w3 = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m0f);")
+    else:
+        for c in C:
+            w("            const __m512i w%d = _mm512_xor_si512(_mm512_loadu_si512((const void *)(ws_ + %d)), flip);"
+              % (c, 64 * c))
+    for r in R:
+        w("            {")
+        w("                int32_t xv;")
+        w("                memcpy(&xv, xp + %d * k + 4 * s, sizeof xv);" % r)
+        w("                const __m512i xb = _mm512_set1_epi32(xv);")
+        for c in C:
+            w("                d%d%d = _mm512_dpbusd_epi32(d%d%d, w%d, xb);" % (r, c, r, c, c))
+        w("            }")
+    w("        }")
+    w("        const int64_t so = (int64_t)jw * 64;")
+    w("        const __m512 %s;" % ", ".join(
+        "s%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(st + so + %d)))" % (c, 16 * c) for c in C))
+    w("        const __m512 %s;" % ", ".join(
+        "m%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mt + so + %d)))" % (c, 16 * c) for c in C))
+    for r in R:
+        w("        {")
+        w("            const float sa = xsr[%d * nka + ja];" % r)
+        w("            const __m512 sav = _mm512_set1_ps(sa);")
+        w("            const __m512 cv = _mm512_set1_ps(cm ? cm[%d * cms + j] : mica_kq_minsx(x + %d * k, sa, k0, b));" % (r, r))
+        if not u4:
+            w("            const __m512i fix = _mm512_set1_epi32(128 * (cs ? cs[%d * cms + j] : "
+              "mica_kq_isum(x + %d * k, k0, b)));" % (r, r))
+        for c in C:
+            dv = "d%d%d" % (r, c) if u4 else "_mm512_sub_epi32(d%d%d, fix)" % (r, c)
+            w("            a%d%d = _mm512_fmadd_ps(_mm512_cvtepi32_ps(%s), _mm512_mul_ps(s%d, sav), a%d%d);"
+              % (r, c, dv, c, r, c))
+            w("            a%d%d = _mm512_fmadd_ps(m%d, cv, a%d%d);" % (r, c, c, r, c))
+        w("        }")
+    w("        if (++ca == ra) {")
+    w("            ca = 0;")
+    w("            ja++;")
+    w("        }")
+    w("        if (++cw == rw) {")
+    w("            cw = 0;")
+    w("            jw++;")
+    w("        }")
+    w("    }")
+    for r in R:
+        for c in C:
+            w("    mica_kq_avx512_store(y + %d * ldy + %d, a%d%d, cn - %d);" % (r, 16 * c, r, c, 16 * c))
+    w("}")
+    return "\n".join(o) + "\n"
+
+
+def _avx512_tiles(ep):
+    out = [r"""
+static inline void mica_kq_avx512_store(float *y, __m512 v, int32_t cn)
+{
+    if (cn >= 16) {
+        _mm512_storeu_ps(y, v);
+    } else if (cn > 0) {
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        for (int32_t i = 0; i < cn; i++)
+            y[i] = t[i];
+    }
+}
+
+typedef void (*mica_kq_avx512_fn)(const int8_t *, const float *, int32_t, const float *,
+                                  const int32_t *, int32_t, const uint8_t *, const uint16_t *,
+                                  const uint16_t *, float *, int64_t, int32_t, int32_t, int32_t,
+                                  int32_t);
+"""]
+    for dt in ("u4", "i8"):
+        names = []
+        for rows in range(1, ep + 1):
+            nm = "mica_kq_avx512_%s_r%d" % (dt, rows)
+            out.append(_avx512_tile(dt, rows, nm))
+            names.append(nm)
+        out.append("static const mica_kq_avx512_fn mica_kq_avx512_%s_fns[%d] = {%s};\n"
+                   % (dt, ep, ", ".join(names)))
+    return "\n".join(out)
+
+
 def HELPERS(isa):
     d = DIALECT[isa["name"]]
-    out = _render("quant_portable.c.in", isa, d["subs"])
-    if d["template"]:
-        extra = dict(d["subs"])
-        if isa["name"] == "avx2":
-            extra["TILES"] = _avx2_tiles(d["ep"], d["tiles"])
-            extra["TMAX"] = str(d["tiles"])
-        elif d["template"] == "quant_neon.c.in":
-            extra["TILES"] = _neon_tiles(d["gemm"], d["gemv"], d["ep"])
-            extra["ACT"] = _PORTABLE_ACT
-        out += "\n" + _render(d["template"], isa, extra)
+    out = _render("quant_portable.c.in", isa, {})
+    kind = d["kind"]
+    if kind == "portable":
+        return out + _PORTABLE_CORES + _PORTABLE_ACT
+    if kind == "avx2":
+        extra = {"TILES": _avx2_tiles(d["ep"], d["tiles"]), "TMAX": str(d["tiles"])}
+    elif kind == "avx512":
+        extra = {"TILES": _avx512_tiles(d["ep"])}
     else:
-        out += _PORTABLE_CORES + _PORTABLE_ACT
-    return out
+        extra = {"TILES": _neon_tiles(d["gemm"], d["gemv"], d["ep"]), "ACT": _PORTABLE_ACT}
+    if kind in ("avx2", "avx512"):
+        extra["ACT"] = _render("quant_avx2_act.c.in", isa, {})
+    return out + "\n" + _render(d["template"], isa, extra)
 
 
 def _names(isa):
