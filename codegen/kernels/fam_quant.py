@@ -69,28 +69,34 @@ def _render(fname, isa, extra):
 
 # ---- AVX2: the register-blocked tile functions, unrolled here ----
 
-def _avx2_tile(dt, rows, tiles):
-    """C of mica_kq_avx2_<dt>_r<rows>t<tiles>: rows of y for `tiles` weight
-    tiles of 8 columns over the whole K, every accumulator a named
-    register (the float steps of one (m, n) are the same for every rows /
-    tiles, so splits stay bit-identical)."""
+def _avx2_tile(dt, rows, tiles, b32):
+    """C of mica_kq_avx2_<dt>_r<rows>t<tiles>_<b32|any>: rows of y for
+    `tiles` weight tiles of 8 columns over the whole K, every accumulator a
+    named register. b32: blocks of exactly 32 of K (the common group), the
+    8 steps of a block unrolled; any: blocks of any multiple of 4, in
+    chunks of up to 8 steps. The float steps of one (m, n) are the same for
+    every variant, so splits stay bit-identical."""
     u4 = dt == "u4"
     R, T = range(rows), range(tiles)
     o = []
     w = o.append
-    w("static inline void mica_kq_avx2_%s_r%dt%d(const int8_t *x, const float *xsr, int32_t nka,"
-      % (dt, rows, tiles))
+    w("static inline void mica_kq_avx2_%s_r%dt%d_%s(const int8_t *x, const float *xsr, int32_t nka,"
+      % (dt, rows, tiles, "b32" if b32 else "any"))
     w("    const float *cm, int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st,")
     w("    const uint16_t *mt, int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k,")
     w("    int32_t ag, int32_t wg)")
     w("{")
-    w("    const int32_t b = ag < wg ? ag : wg, nb = k / b, steps = b / 4, tb = %d;" % (16 if u4 else 32))
+    if b32:
+        w("    const int32_t b = 32, nb = k / 32, tb = %d;" % (16 if u4 else 32))
+    else:
+        w("    const int32_t b = ag < wg ? ag : wg, nb = k / b, steps = b / 4, tb = %d;"
+          % (16 if u4 else 32))
     if u4:
-        w("    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4), m0f = _mm256_set1_epi8(0x0f);")
+        w("    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);")
+        w("    const __m256i m0f = _mm256_set1_epi8(0x0f);")
     w("    const __m256i ones = _mm256_set1_epi16(1);")
     for r in R:
-        for t in T:
-            w("    __m256 a%d%d = _mm256_setzero_ps();" % (r, t))
+        w("    __m256 %s;" % ", ".join("a%d%d = _mm256_setzero_ps()" % (r, t) for t in T))
     w("    const int32_t ra = ag / b, rw = wg / b; /* blocks per scale of x, of w */")
     w("    int32_t ja = 0, jw = 0, ca = 0, cw = 0;")
     w("    for (int32_t j = 0; j < nb; j++) {")
@@ -103,91 +109,87 @@ def _avx2_tile(dt, rows, tiles):
             for line in range(2 if u4 else 4):
                 w("        _mm_prefetch((const char *)(wb + %d * wts + %d), _MM_HINT_T0);"
                   % (t, 1024 + 64 * line))
-    for r in R:
-        for t in T:
-            w("        __m256i d%d%d = _mm256_setzero_si256();" % (r, t))
 
     def step(ind, s_expr, first):
-        # one tile step s (of 4 bytes of K): the weights of every tile, then
-        # every row against them
+        # one tile step s (4 of K): the weights of every tile, then every
+        # row against them. first: the step that starts the sums
         for t in T:
+            src = "wb + %d * wts + (int64_t)(%s) * tb" % (t, s_expr)
             if u4:
-                w(ind + "const __m256i w%d = _mm256_and_si256(_mm256_srlv_epi32(_mm256_broadcastsi128_si256("
-                  "_mm_loadu_si128((const __m128i *)(wb + %d * wts + (int64_t)(%s) * tb))), shift), m0f);"
-                  % (t, t, s_expr))
+                w(ind + "const __m256i w%d = _mm256_and_si256(_mm256_srlv_epi32(" % t)
+                w(ind + "    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(%s))), "
+                  "shift), m0f);" % src)
             else:
-                w(ind + "const __m256i w%d = _mm256_loadu_si256((const __m256i *)(wb + %d * wts + "
-                  "(int64_t)(%s) * tb));" % (t, t, s_expr))
+                w(ind + "const __m256i w%d = _mm256_loadu_si256((const __m256i *)(%s));" % (t, src))
                 w(ind + "const __m256i v%d = _mm256_abs_epi8(w%d);" % (t, t))
         for r in R:
             w(ind + "{")
             w(ind + "    const __m256i xb = mica_kq_avx2_bx(xp + %d * k + 4 * (%s));" % (r, s_expr))
             for t in T:
-                if u4 and first:
-                    w(ind + "    h%d%d = _mm256_maddubs_epi16(w%d, xb);" % (r, t, t))
-                elif u4:
-                    w(ind + "    h%d%d = _mm256_add_epi16(h%d%d, _mm256_maddubs_epi16(w%d, xb));"
-                      % (r, t, r, t, t))
+                if u4:
+                    p = "_mm256_maddubs_epi16(w%d, xb)" % t
+                    if first:
+                        w(ind + "    h%d%d = %s;" % (r, t, p))
+                    else:
+                        w(ind + "    h%d%d = _mm256_add_epi16(h%d%d, %s);" % (r, t, r, t, p))
+                    w(ind + "    MICA_KQ_KEEP(h%d%d);" % (r, t))
                 else:
-                    w(ind + "    d%d%d = _mm256_add_epi32(d%d%d, _mm256_madd_epi16(_mm256_maddubs_epi16(v%d, "
-                      "_mm256_sign_epi8(xb, w%d)), ones));" % (r, t, r, t, t, t))
+                    p = ("_mm256_madd_epi16(_mm256_maddubs_epi16(v%d, _mm256_sign_epi8(xb, w%d)), ones)"
+                         % (t, t))
+                    if first:
+                        w(ind + "    d%d%d = %s;" % (r, t, p))
+                    else:
+                        w(ind + "    d%d%d = _mm256_add_epi32(d%d%d, %s);" % (r, t, r, t, p))
+                    w(ind + "    MICA_KQ_KEEP(d%d%d);" % (r, t))
             w(ind + "}")
 
-    def widen(ind):
-        if u4:
-            for r in R:
-                for t in T:
-                    w(ind + "d%d%d = _mm256_add_epi32(d%d%d, _mm256_madd_epi16(h%d%d, ones));"
-                      % (r, t, r, t, r, t))
-
-    def declare_h(ind):
-        if u4:
-            for r in R:
-                for t in T:
-                    w(ind + "__m256i h%d%d;" % (r, t))
-
-    # b == 32: 8 steps unrolled, their i16 sums widened once
-    w("        if (b == 32) {")
-    declare_h("            ")
-    for i in range(8):
-        w("            {")
-        step("                ", "%d" % i, i == 0)
-        w("            }")
-    widen("            ")
-    # b a multiple of 32: chunks of 8 steps, unrolled
-    w("        } else if ((b & 31) == 0) {")
-    w("            for (int32_t c = 0; c < steps; c += 8) {")
-    declare_h("                ")
-    for i in range(8):
-        w("                {")
-        step("                    ", "c + %d" % i, i == 0)
-        w("                }")
-    widen("                ")
-    w("            }")
-    w("        } else {")
-    w("            for (int32_t s0 = 0; s0 < steps; s0 += 8) {")
-    w("                const int32_t s1 = s0 + 8 < steps ? s0 + 8 : steps;")
-    declare_h("                ")
+    for r in R:
+        w("        __m256i %s;" % ", ".join("d%d%d" % (r, t) for t in T))
     if u4:
         for r in R:
+            w("        __m256i %s;" % ", ".join("h%d%d" % (r, t) for t in T))
+    if b32:
+        # 8 steps, their u4 i16 sums (<= 30480) widened once
+        for i in range(8):
+            w("        {")
+            step("            ", "%d" % i, i == 0)
+            w("        }")
+        if u4:
+            for r in R:
+                for t in T:
+                    w("        d%d%d = _mm256_madd_epi16(h%d%d, ones);" % (r, t, r, t))
+    else:
+        for r in R:
             for t in T:
-                w("                h%d%d = _mm256_setzero_si256();" % (r, t))
-    w("                for (int32_t s = s0; s < s1; s++) {")
-    step("                    ", "s", False)
-    w("                }")
-    widen("                ")
-    w("            }")
-    w("        }")
+                w("        d%d%d = _mm256_setzero_si256();" % (r, t))
+        w("        for (int32_t s0 = 0; s0 < steps; s0 += 8) {")
+        w("            const int32_t s1 = s0 + 8 < steps ? s0 + 8 : steps;")
+        if u4:
+            for r in R:
+                for t in T:
+                    w("            h%d%d = _mm256_setzero_si256();" % (r, t))
+        w("            for (int32_t s = s0; s < s1; s++) {")
+        step("                ", "s", False)
+        w("            }")
+        if u4:
+            for r in R:
+                for t in T:
+                    w("            d%d%d = _mm256_add_epi32(d%d%d, _mm256_madd_epi16(h%d%d, ones));"
+                      % (r, t, r, t, r, t))
+        w("        }")
     for t in T:
-        w("        const __m256 s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(st + %d * sts + (int64_t)jw * 8)));" % (t, t))
-        w("        const __m256 m%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mt + %d * sts + (int64_t)jw * 8)));" % (t, t))
+        for v, src in (("s", "st"), ("m", "mt")):
+            w("        const __m256 %s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(%s + %d * sts "
+              "+ (int64_t)jw * 8)));" % (v, t, src, t))
     for r in R:
         w("        {")
         w("            const float sa = xsr[%d * nka + ja];" % r)
         w("            const __m256 sav = _mm256_set1_ps(sa);")
-        w("            const __m256 cv = _mm256_set1_ps(cm ? cm[%d * cms + j] : mica_kq_minsx(x + %d * k, sa, k0, b));" % (r, r))
+        w("            const __m256 cv = _mm256_set1_ps(cm ? cm[%d * cms + j] : "
+          "mica_kq_minsx(x + %d * k, sa, k0, b));" % (r, r))
         for t in T:
-            w("            a%d%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d%d%d), _mm256_mul_ps(s%d, sav), a%d%d);" % (r, t, r, t, t, r, t))
+            w("            a%d%d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d%d%d), _mm256_mul_ps(s%d, sav), a%d%d);"
+              % (r, t, r, t, t, r, t))
             w("            a%d%d = _mm256_fmadd_ps(m%d, cv, a%d%d);" % (r, t, t, r, t))
         w("        }")
     w("        if (++ca == ra) {")
@@ -221,18 +223,22 @@ static inline void mica_kq_avx2_store(float *y, __m256 v, int32_t cn)
 }
 """]
     for dt in ("u4", "i8"):
-        for rows in range(1, ep + 1):
-            for tiles in range(1, tmax + 1):
-                out.append(_avx2_tile(dt, rows, tiles))
-    # the dispatcher: rows and tiles are known only at run time
+        for b32 in (True, False):
+            for rows in range(1, ep + 1):
+                for tiles in range(1, tmax + 1):
+                    out.append(_avx2_tile(dt, rows, tiles, b32))
+    # the dispatcher: rows, tiles and the block are known only at run time
     out.append("typedef void (*mica_kq_avx2_fn)(const int8_t *, const float *, int32_t, const float *,\n"
                "    int32_t, const uint8_t *, int64_t, const uint16_t *, const uint16_t *, int64_t,\n"
                "    float *, int64_t, int32_t, int32_t, int32_t, int32_t);\n")
     for dt in ("u4", "i8"):
-        out.append("static const mica_kq_avx2_fn mica_kq_avx2_%s_fns[%d][%d] = {" % (dt, ep, tmax))
-        for rows in range(1, ep + 1):
-            out.append("    {%s}," % ", ".join("mica_kq_avx2_%s_r%dt%d" % (dt, rows, t)
-                                              for t in range(1, tmax + 1)))
+        out.append("static const mica_kq_avx2_fn mica_kq_avx2_%s_fns[2][%d][%d] = {" % (dt, ep, tmax))
+        for mode in ("any", "b32"):
+            out.append("    {")
+            for rows in range(1, ep + 1):
+                out.append("        {%s}," % ", ".join("mica_kq_avx2_%s_r%dt%d_%s" % (dt, rows, t, mode)
+                                                      for t in range(1, tmax + 1)))
+            out.append("    },")
         out.append("};\n")
     return "\n".join(out)
 
