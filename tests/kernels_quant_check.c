@@ -35,6 +35,8 @@ typedef void (*kq_qmm_fn)(const int8_t *xq, const float *xs, const uint8_t *wq,
                           int32_t agroup, int32_t wgroup);
 typedef void (*kq_aq_fn)(const float *x, int64_t ldx, int8_t *xq, float *xs, int32_t m0,
                          int32_t m1, int32_t k, int32_t group);
+typedef void (*kq_rms_fn)(const float *x, int64_t ldx, const float *w, float eps, float *y,
+                          int64_t ldy, int32_t m0, int32_t m1, int32_t n);
 typedef void (*kq_raq_fn)(const float *x, int64_t ldx, const float *w, float eps, int8_t *xq,
                           float *xs, int32_t m0, int32_t m1, int32_t k, int32_t group);
 
@@ -522,6 +524,15 @@ static int kq_check_act_quant(const kq_variant_t *v, uint64_t seed, int cases)
     return bad;
 }
 
+/* The variant of family on isa, or NULL. */
+static const kq_variant_t *kq_find(const char *family, const char *isa)
+{
+    for (int i = 0; i < kq_n_variants; i++)
+        if (strcmp(kq_variants[i].family, family) == 0 && strcmp(kq_variants[i].isa, isa) == 0)
+            return &kq_variants[i];
+    return NULL;
+}
+
 /* rms_norm then act_quant: the scales within f32 rounding of the double
  * normalisation (the kernel's sum of squares is f32), every value within
  * half a step (plus that rounding) of the normalised value over the
@@ -583,6 +594,18 @@ static int kq_check_rms_act_quant(const kq_variant_t *v, uint64_t seed, int case
             }
             if (memcmp(xq, xq2, (size_t)(m * k)) || memcmp(xs, xs2, (size_t)(m * ng) * sizeof *xs))
                 bad += kq_fail(v, "pieces differ", m, k, group, 0);
+            /* bit-identical to this ISA's rms_norm followed by its act_quant,
+             * where the float families are built in */
+            const kq_variant_t *vn = kq_find("rms_norm", v->isa), *va = kq_find("act_quant", v->isa);
+            float *yn = vn && va ? malloc((size_t)(m * k) * sizeof *yn) : NULL;
+            if (yn) {
+                ((kq_rms_fn)vn->fn)(x, ldx, w, eps, yn, k, 0, m, k);
+                ((kq_aq_fn)va->fn)(yn, k, xq2, xs2, 0, m, k, group);
+                if (memcmp(xq, xq2, (size_t)(m * k)) ||
+                    memcmp(xs, xs2, (size_t)(m * ng) * sizeof *xs))
+                    bad += kq_fail(v, "differs from rms_norm + act_quant", m, k, group, 0);
+                free(yn);
+            }
         }
         free(x);
         free(w);

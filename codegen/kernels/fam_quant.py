@@ -589,9 +589,27 @@ typedef void (*mica_kq_avx512_fn)(const int8_t *, const float *, int32_t, const 
     return "\n".join(out)
 
 
+# rms_act_quant normalises a row exactly as the rms_norm kernel does: when
+# the float module (fam_float.py, emitted before this one) defines its
+# scale function, the fused kernel calls it; without it, its own (the same
+# formula, its own order of the sum of squares).
+_RMS_SHARED = "mica_kfloat_rms_scale"
+
+
+def _rms_inv(own):
+    path = os.path.join(HERE, "float_ops.c.in")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            if "static inline float %s(const float *x, int32_t n, float eps)" % _RMS_SHARED in f.read():
+                return _RMS_SHARED
+    return own
+
+
 def HELPERS(isa):
     d = DIALECT[isa["name"]]
-    out = _render("quant_portable.c.in", isa, {})
+    own = "mica_kq_avx2_rms_inv" if d["kind"] in ("avx2", "avx512") else "mica_kq_rms_inv"
+    out = "#define MICA_KQ_RMS_INV %s\n" % _rms_inv(own)
+    out += _render("quant_portable.c.in", isa, {})
     kind = d["kind"]
     if kind == "portable":
         return out + _PORTABLE_CORES + _PORTABLE_ACT
@@ -664,7 +682,7 @@ static inline void mica_kq_rms_act_quant(const float *x, int64_t ldx, const floa
 {
     for (int32_t m = m0; m < m1; m++) {
         const float *xr = x + (int64_t)m * ldx;
-        const float inv = mica_kq_rms_inv(xr, k, eps);
+        const float inv = MICA_KQ_RMS_INV(xr, k, eps);
         for (int32_t j = 0; j < k / group; j++) {
             float mx = 0.0f;
             for (int32_t i = j * group; i < (j + 1) * group; i++) {
