@@ -104,11 +104,12 @@ def _avx2_tile(dt, rows, tiles, b32):
     w("        const uint8_t *wb = wt + (int64_t)(k0 / 4) * tb;")
     w("        const int8_t *xp = x + k0;")
     if rows == 1:
-        # decode streams each weight once: ask for the lines 1 KiB ahead
+        # decode streams each weight once: ask for the lines of the block
+        # 2 KiB ahead (measured best of 0.5 - 4 KiB on Zen 3)
         for t in T:
             for line in range(2 if u4 else 4):
                 w("        _mm_prefetch((const char *)(wb + %d * wts + %d), _MM_HINT_T0);"
-                  % (t, 1024 + 64 * line))
+                  % (t, 2048 + 64 * line))
 
     def step(ind, s_expr, first):
         # one tile step s (4 of K): the weights of every tile, then every
@@ -277,6 +278,10 @@ def _neon_tile(scheme, dt, rows, name):
     w("        const int32_t k0 = j * b;")
     w("        const uint8_t *wb = wt + (int64_t)(k0 / %d) * %d;" % (lp, tb))
     w("        const int8_t *xp = x + k0;")
+    if rows == 1:
+        # decode streams each weight once: the lines of the block 2 KiB ahead
+        for line in range(max(1, tb * (32 // lp) // 64)):
+            w("        __builtin_prefetch(wb + %d);" % (2048 + 64 * line))
     # weight vectors of one step
     def wload(ind, s_expr):
         p = "wb + (int64_t)(%s) * %d" % (s_expr, tb)
