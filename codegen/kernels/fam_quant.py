@@ -623,7 +623,8 @@ def HELPERS(isa):
     elif kind == "avx512":
         extra = {"TILES": _avx512_tiles(d["ep"])}
     else:
-        extra = {"TILES": _neon_tiles(d["gemm"], d["gemv"], d["ep"]), "ACT": _PORTABLE_ACT}
+        extra = {"TILES": _neon_tiles(d["gemm"], d["gemv"], d["ep"]),
+                 "ACT": _render("quant_neon_act.c.in", isa, {})}
     if kind in ("avx2", "avx512"):
         extra["ACT"] = _render("quant_avx2_act.c.in", isa, {})
     return out + "\n" + _render(d["template"], isa, extra)
