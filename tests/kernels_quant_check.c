@@ -29,12 +29,12 @@
 #endif
 
 typedef void (*kq_fn_t)(void);
-typedef void (*kq_qmm_fn)(const int8_t *xq, const float *xs, const uint8_t *wq,
-                          const uint16_t *ws, const uint16_t *wm, float *y, int64_t ldy,
-                          int32_t m0, int32_t m1, int32_t n0, int32_t n1, int32_t n, int32_t k,
-                          int32_t agroup, int32_t wgroup);
-typedef void (*kq_aq_fn)(const float *x, int64_t ldx, int8_t *xq, float *xs, int32_t m0,
-                         int32_t m1, int32_t k, int32_t group);
+typedef void (*kq_qmm_fn)(const int8_t *xq, const float *xs, const uint8_t *wq, const uint16_t *ws,
+                          const uint16_t *wm, float *y, int64_t ldy, int32_t m0, int32_t m1,
+                          int32_t n0, int32_t n1, int32_t n, int32_t k, int32_t agroup,
+                          int32_t wgroup);
+typedef void (*kq_aq_fn)(const float *x, int64_t ldx, int8_t *xq, float *xs, int32_t m0, int32_t m1,
+                         int32_t k, int32_t group);
 typedef void (*kq_rms_fn)(const float *x, int64_t ldx, const float *w, float eps, float *y,
                           int64_t ldy, int32_t m0, int32_t m1, int32_t n);
 typedef void (*kq_raq_fn)(const float *x, int64_t ldx, const float *w, float eps, int8_t *xq,
@@ -76,7 +76,8 @@ typedef struct kq_variant {
 #endif
 
 static const kq_variant_t kq_variants[] = {
-#define MICA_KERNEL(fam, name, isa, params) KQ_IF_##isa({#fam, #name, #isa, params, (kq_fn_t)name}, )
+#define MICA_KERNEL(fam, name, isa, params)                                                        \
+    KQ_IF_##isa({#fam, #name, #isa, params, (kq_fn_t)name}, )
 #include "kernel_list.inc"
 #undef MICA_KERNEL
 };
@@ -181,12 +182,12 @@ static int kq_fail(const kq_variant_t *v, const char *what, long a, long b, long
 typedef struct kq_qmm_case {
     int32_t m, n, k, ag, wg, hp, lp, u4;
     int64_t ldy;
-    int8_t *q;          /* [n, k] logical weight values */
-    uint8_t *wq;        /* packed */
-    uint16_t *ws, *wm;  /* packed [pad_n / hp][k / wg][hp] */
-    double *sd, *md;    /* [n, k / wg] logical scales, mins */
-    int8_t *xq;         /* [m, k] */
-    float *xs;          /* [m, k / ag] */
+    int8_t *q;           /* [n, k] logical weight values */
+    uint8_t *wq;         /* packed */
+    uint16_t *ws, *wm;   /* packed [pad_n / hp][k / wg][hp] */
+    double *sd, *md;     /* [n, k / wg] logical scales, mins */
+    int8_t *xq;          /* [m, k] */
+    float *xs;           /* [m, k / ag] */
     double *ref, *bound; /* [m, n]: expected and sum of |terms| */
 } kq_qmm_case_t;
 
@@ -208,7 +209,8 @@ static void kq_qmm_free(kq_qmm_case_t *c)
  * and computes the expected y in double. */
 static int kq_qmm_make(kq_qmm_case_t *c, kq_rng_t *r, int zero_mins)
 {
-    const int32_t pad_n = (c->n + c->hp - 1) / c->hp * c->hp, nkw = c->k / c->wg, nka = c->k / c->ag;
+    const int32_t pad_n = (c->n + c->hp - 1) / c->hp * c->hp, nkw = c->k / c->wg,
+                  nka = c->k / c->ag;
     const int64_t elems = (int64_t)pad_n * c->k;
     c->q = calloc((size_t)elems, 1);
     c->wq = calloc((size_t)elems, 1);
@@ -257,7 +259,9 @@ static int kq_qmm_make(kq_qmm_case_t *c, kq_rng_t *r, int zero_mins)
     for (int64_t i = 0; i < (int64_t)c->m * c->k; i++)
         c->xq[i] = (int8_t)(extreme ? ((i % 3) ? 127 : -127) : kq_range(r, -127, 127));
     for (int64_t i = 0; i < (int64_t)c->m * nka; i++)
-        c->xs[i] = kq_range(r, 0, 9) == 0 ? 0.0f : (float)ldexp(0.5 + 0.5 * fabs(kq_float(r)), -kq_range(r, 2, 8));
+        c->xs[i] = kq_range(r, 0, 9) == 0
+                       ? 0.0f
+                       : (float)ldexp(0.5 + 0.5 * fabs(kq_float(r)), -kq_range(r, 2, 8));
     const int32_t b = c->ag < c->wg ? c->ag : c->wg;
     for (int32_t m = 0; m < c->m; m++)
         for (int32_t i = 0; i < c->n; i++) {
@@ -352,7 +356,8 @@ static int kq_check_qmm_case(const kq_variant_t *v, kq_qmm_case_t *c, kq_rng_t *
     for (int32_t m = 0; m < c->m; m++)
         for (int64_t j = 0; j < c->ldy; j++) {
             const int in = m >= sm0 && m < sm1 && j >= sn0 && j < sn1;
-            const float got = y2[(int64_t)m * c->ldy + j], want = in ? y[(int64_t)m * c->ldy + j] : sentinel;
+            const float got = y2[(int64_t)m * c->ldy + j],
+                        want = in ? y[(int64_t)m * c->ldy + j] : sentinel;
             if (memcmp(&got, &want, sizeof got) != 0 && bad < 8)
                 bad += kq_fail(v, "sub-range (m, j, range m0, n0)", m, (long)j, sm0, sn0);
         }
@@ -475,7 +480,8 @@ static int kq_check_act_quant(const kq_variant_t *v, uint64_t seed, int cases)
         const int32_t m = it % 3 == 0 ? 1 : kq_range(&r, 1, 9);
         const int64_t ldx = k + kq_range(&r, 0, 7);
         const int32_t ng = k / group;
-        float *x = malloc((size_t)(m * ldx) * sizeof *x), *xs = malloc((size_t)(m * ng) * sizeof *xs);
+        float *x = malloc((size_t)(m * ldx) * sizeof *x),
+              *xs = malloc((size_t)(m * ng) * sizeof *xs);
         float *xs2 = malloc((size_t)(m * ng) * sizeof *xs2);
         double *row = malloc((size_t)k * sizeof *row);
         int8_t *xq = malloc((size_t)(m * k)), *xq2 = malloc((size_t)(m * k));
@@ -551,7 +557,8 @@ static int kq_check_rms_act_quant(const kq_variant_t *v, uint64_t seed, int case
         const int32_t ng = k / group;
         const float eps = kq_range(&r, 0, 1) ? 1e-5f : 1e-6f;
         float *x = malloc((size_t)(m * ldx) * sizeof *x), *w = malloc((size_t)k * sizeof *w);
-        float *xs = malloc((size_t)(m * ng) * sizeof *xs), *xs2 = malloc((size_t)(m * ng) * sizeof *xs2);
+        float *xs = malloc((size_t)(m * ng) * sizeof *xs),
+              *xs2 = malloc((size_t)(m * ng) * sizeof *xs2);
         double *row = malloc((size_t)k * sizeof *row);
         int8_t *xq = malloc((size_t)(m * k)), *xq2 = malloc((size_t)(m * k));
         if (!x || !w || !xs || !xs2 || !row || !xq || !xq2) {
@@ -596,7 +603,8 @@ static int kq_check_rms_act_quant(const kq_variant_t *v, uint64_t seed, int case
                 bad += kq_fail(v, "pieces differ", m, k, group, 0);
             /* bit-identical to this ISA's rms_norm followed by its act_quant,
              * where the float families are built in */
-            const kq_variant_t *vn = kq_find("rms_norm", v->isa), *va = kq_find("act_quant", v->isa);
+            const kq_variant_t *vn = kq_find("rms_norm", v->isa),
+                               *va = kq_find("act_quant", v->isa);
             float *yn = vn && va ? malloc((size_t)(m * k) * sizeof *yn) : NULL;
             if (yn) {
                 ((kq_rms_fn)vn->fn)(x, ldx, w, eps, yn, k, 0, m, k);
@@ -649,7 +657,7 @@ static int kq_check_family(const char *family, int cases, int *out_ran)
     return bad;
 }
 
-static const char *const kq_families[] = {"qgemm_u4", "qgemv_u4", "qgemm_i8",
+static const char *const kq_families[] = {"qgemm_u4", "qgemv_u4",  "qgemm_i8",
                                           "qgemv_i8", "act_quant", "rms_act_quant"};
 
 #ifndef MICA_KQ_CHECK_NO_MAIN

@@ -27,8 +27,8 @@ static int kq_isa_runs(const char *isa)
     if (strcmp(isa, "avx2") == 0)
         return KQ_HAS(AVX2) && KQ_HAS(FMA) && KQ_HAS(F16C);
     if (strcmp(isa, "avx512vnni") == 0)
-        return KQ_HAS(AVX2) && KQ_HAS(FMA) && KQ_HAS(F16C) && KQ_HAS(AVX512F) &&
-               KQ_HAS(AVX512BW) && KQ_HAS(AVX512VNNI);
+        return KQ_HAS(AVX2) && KQ_HAS(FMA) && KQ_HAS(F16C) && KQ_HAS(AVX512F) && KQ_HAS(AVX512BW) &&
+               KQ_HAS(AVX512VNNI);
     if (strcmp(isa, "neon") == 0)
         return KQ_HAS(NEON);
     if (strcmp(isa, "dotprod") == 0)
@@ -47,9 +47,27 @@ static void kq_run(const char *family, int cases)
     cr_expect_eq(bad, 0, "%d variant(s) of %s failed (see stderr)", bad, family);
 }
 
-Test(kernels_quant, qgemm_u4) { kq_run("qgemm_u4", 80); }
-Test(kernels_quant, qgemv_u4) { kq_run("qgemv_u4", 80); }
-Test(kernels_quant, qgemm_i8) { kq_run("qgemm_i8", 80); }
-Test(kernels_quant, qgemv_i8) { kq_run("qgemv_i8", 80); }
-Test(kernels_quant, act_quant) { kq_run("act_quant", 80); }
-Test(kernels_quant, rms_act_quant) { kq_run("rms_act_quant", 80); }
+Test(kernels_quant, qgemm_u4)
+{
+    kq_run("qgemm_u4", 80);
+}
+Test(kernels_quant, qgemv_u4)
+{
+    kq_run("qgemv_u4", 80);
+}
+Test(kernels_quant, qgemm_i8)
+{
+    kq_run("qgemm_i8", 80);
+}
+Test(kernels_quant, qgemv_i8)
+{
+    kq_run("qgemv_i8", 80);
+}
+Test(kernels_quant, act_quant)
+{
+    kq_run("act_quant", 80);
+}
+Test(kernels_quant, rms_act_quant)
+{
+    kq_run("rms_act_quant", 80);
+}
