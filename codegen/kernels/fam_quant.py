@@ -5,17 +5,24 @@ Python 3 standard library only; read by codegen/gen_kernels.py (see its
 docstring for FAMILIES / PROTOS / HELPERS / generate). The C lives in
 templates beside this file:
 
-    quant_portable.c.in   plain C: the scalar ISA, and the row/column
-                          remainders and fallbacks of every ISA
-    quant_avx2.c.in       vpmaddubsw + vpmaddwd (x86 AVX2)
-    quant_avx512.c.in     vpdpbusd zmm (AVX-512 VNNI, tile 64x4)
-    quant_neon.c.in       NEON: smull/smlal + sadalp, sdot, smmla
+    quant_portable.c.in   plain C: the scalar ISA's kernels and the helpers
+                          every ISA shares (tile element, block sums, the
+                          exact rounding of act_quant, the rms scale)
+    quant_avx2.c.in       gemm/gemv loops over the AVX2 tile functions
+                          (vpmaddubsw + vpmaddwd, tile 8x4)
+    quant_avx512.c.in     the same over vpdpbusd zmm (AVX-512 VNNI, 64x4)
+    quant_neon.c.in       the same over NEON tiles (smull/smlal, sdot, smmla)
+    quant_avx2_act.c.in   act_quant / rms_act_quant for AVX2 and AVX-512
+    quant_neon_act.c.in   act_quant / rms_act_quant for the NEON ISAs
 
-Templates hold the structure; DIALECT below holds what differs between the
-ISAs: which template, the register block (rows of activations x weight
-tiles) of the gemm, and the per-ISA spellings the template is filled with.
-Every family's entry point is a thin wrapper over a static inline core
-taking the dtype as a constant, so u4 and i8 share one body per ISA.
+The register-blocked tile functions themselves are unrolled here in Python
+(_avx2_tile, _avx512_tile, _neon_tile): every accumulator a named variable,
+one function per (rows, tiles) so the compiler allocates each cleanly.
+DIALECT below holds what differs between the ISAs: which generator and
+template, the register block (rows of activations x weight tiles) and, on
+NEON, the dot scheme. Every family's entry point is a thin wrapper over a
+static inline core taking the dtype as a constant, so u4 and i8 share one
+body per ISA.
 """
 
 import os
