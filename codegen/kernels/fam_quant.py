@@ -601,30 +601,69 @@ typedef void (*mica_kq_avx512_fn)(const int8_t *, const float *, int32_t, const 
     return "\n".join(out)
 
 
-# rms_act_quant normalises a row exactly as the rms_norm kernel does: when
-# the float module (fam_float.py, emitted before this one) defines its
-# scale function, the fused kernel calls it; without it, its own (the same
-# formula, its own order of the sum of squares).
-_RMS_SHARED = "mica_kfloat_rms_scale"
+# rms_act_quant normalises a row exactly as the rms_norm kernel does, with
+# the float module's helpers (fam_float.py, emitted before this module):
+# mica_kfloat_rms_inv and mica_kfloat_rms_row, then quantizes each group
+# with the ISA's group routine (MICA_KQ_QUANT_GROUP).
+_RMS_SHARED = "mica_kfloat_rms_inv"
 
 
-def _rms_inv(own):
+def _check_rms_shared():
     path = os.path.join(HERE, "float_ops.c.in")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            if "static inline float %s(const float *x, int32_t n, float eps)" % _RMS_SHARED in f.read():
-                return _RMS_SHARED
-    return own
+    with open(path, encoding="utf-8") as f:
+        if "static inline double %s(" % _RMS_SHARED not in f.read():
+            raise SystemExit("fam_quant.py: float_ops.c.in defines no %s" % _RMS_SHARED)
+
+
+_RMS_ACT = r"""
+/* rms_norm fused in front of act_quant: each group normalised into a stack
+ * buffer exactly as the rms_norm kernel writes it, then quantized by the
+ * ISA's group routine; groups above the buffer go element by element. */
+#define MICA_KQ_NORM_MAX 512
+static inline void mica_kq_rms_act_quant(const float *x, int64_t ldx, const float *w, float eps,
+                                         int8_t *xq, float *xs, int32_t m0, int32_t m1,
+                                         int32_t k, int32_t group)
+{
+    const int32_t ng = k / group;
+    float buf[MICA_KQ_NORM_MAX];
+    for (int32_t m = m0; m < m1; m++) {
+        const float *xr = x + (int64_t)m * ldx;
+        const double inv = mica_kfloat_rms_inv(xr, k, eps);
+        int8_t *q = xq + (int64_t)m * k;
+        for (int32_t j = 0; j < ng; j++) {
+            const int64_t o = (int64_t)j * group;
+            if (group <= MICA_KQ_NORM_MAX) {
+                mica_kfloat_rms_row(xr + o, w + o, inv, buf, group);
+                xs[(int64_t)m * ng + j] = MICA_KQ_QUANT_GROUP(buf, NULL, 1.0f, q + o, group);
+                continue;
+            }
+            float mx = 0.0f;
+            for (int32_t i = 0; i < group; i++) {
+                const float v = (float)((double)xr[o + i] * inv * (double)w[o + i]);
+                const float a = v < 0.0f ? -v : v;
+                if (a > mx)
+                    mx = a;
+            }
+            const float sc = (float)((double)mx / 127.0);
+            xs[(int64_t)m * ng + j] = sc;
+            for (int32_t i = 0; i < group; i++)
+                q[o + i] = mica_kq_quant1((float)((double)xr[o + i] * inv * (double)w[o + i]), sc);
+        }
+    }
+}
+"""
 
 
 def HELPERS(isa):
     d = DIALECT[isa["name"]]
-    own = "mica_kq_avx2_rms_inv" if d["kind"] in ("avx2", "avx512") else "mica_kq_rms_inv"
-    out = "#define MICA_KQ_RMS_INV %s\n" % _rms_inv(own)
-    out += _render("quant_portable.c.in", isa, {})
+    _check_rms_shared()
     kind = d["kind"]
+    group_fn = {"portable": "mica_kq_portable_quant_group", "avx2": "mica_kq_avx2_quant_group",
+                "avx512": "mica_kq_avx2_quant_group"}.get(kind, "mica_kq_neon_quant_group")
+    out = "#define MICA_KQ_QUANT_GROUP %s\n" % group_fn
+    out += _render("quant_portable.c.in", isa, {})
     if kind == "portable":
-        return out + _PORTABLE_CORES + _PORTABLE_ACT
+        return out + _PORTABLE_CORES + _PORTABLE_ACT + _RMS_ACT
     if kind == "avx2":
         extra = {"TILES": _avx2_tiles(d["ep"], d["tiles"]), "TMAX": str(d["tiles"])}
     elif kind == "avx512":
@@ -634,7 +673,7 @@ def HELPERS(isa):
                  "ACT": _render("quant_neon_act.c.in", isa, {})}
     if kind in ("avx2", "avx512"):
         extra["ACT"] = _render("quant_avx2_act.c.in", isa, {})
-    return out + "\n" + _render(d["template"], isa, extra)
+    return out + "\n" + _render(d["template"], isa, extra) + _RMS_ACT
 
 
 def _names(isa):
@@ -689,26 +728,16 @@ static inline void mica_kq_act_quant(const float *x, int64_t ldx, int8_t *xq, fl
                                    xs + (int64_t)m * (k / group), k, group);
 }
 
-static inline void mica_kq_rms_act_quant(const float *x, int64_t ldx, const float *w, float eps,
-                                         int8_t *xq, float *xs, int32_t m0, int32_t m1,
-                                         int32_t k, int32_t group)
+/* One group into q, returning its scale (w NULL and inv 1: the plain row). */
+static inline float mica_kq_portable_quant_group(const float *x, const float *w, float inv,
+                                                 int8_t *q, int32_t group)
 {
-    for (int32_t m = m0; m < m1; m++) {
-        const float *xr = x + (int64_t)m * ldx;
-        const float inv = MICA_KQ_RMS_INV(xr, k, eps);
-        for (int32_t j = 0; j < k / group; j++) {
-            float mx = 0.0f;
-            for (int32_t i = j * group; i < (j + 1) * group; i++) {
-                const float v = xr[i] * inv * w[i], a = v < 0.0f ? -v : v;
-                if (a > mx)
-                    mx = a;
-            }
-            const float sc = (float)((double)mx / 127.0);
-            xs[(int64_t)m * (k / group) + j] = sc;
-            for (int32_t i = j * group; i < (j + 1) * group; i++)
-                xq[(int64_t)m * k + i] = mica_kq_quant1(xr[i] * inv * w[i], sc);
-        }
-    }
+    (void)w;
+    (void)inv;
+    const float sc = mica_kq_group_scale(x, group);
+    for (int32_t i = 0; i < group; i++)
+        q[i] = mica_kq_quant1(x[i], sc);
+    return sc;
 }
 """
 
