@@ -14,16 +14,18 @@ are written here from a small dialect table (DIALECTS: vector type and the
 spelling of load, broadcast, FMA, store per ISA), one template for AVX2,
 AVX-512 and NEON:
 
-  sgemm: tiles of MR rows of x by NR rows of w, one vector accumulator per
-    output along the reduction (lanes over k mod L), reduced by a fixed
-    tree, then the tail of k added in order. Every tile shape sums an
-    output the same way, so any split of the m and n ranges gives the same
-    bits. Weight rows are walked in blocks of about 128 KiB so they stay in
-    L2 while the rows of x pass over them.
-  wgemm: the tiled weight of HP*NT output channels by KC of the reduction is
-    dequantized into an f32 panel on the stack (at most 8 KiB), then tiles of
-    MR rows by HP*NT channels (vectors along the channels) broadcast x and
-    FMA; an output accumulates in order of k, carried in y between panels.
+  Both are panel matmuls: a block of output channels by KC of the
+  reduction is laid out as an f32 panel on the stack (at most 8 KiB) --
+  sgemm transposes the row-major weight into it (8x8 in ymm, 4x4 on NEON),
+  wgemm dequantizes the tiled weight (w = s * q + m, the product exact, so
+  the f32 value is ir/quant.c's) -- then tiles of MR rows of x by the
+  panel's channels (vectors along the channels) broadcast x and FMA. Each
+  output is one FMA chain in order of k, carried in y from panel to panel,
+  whatever tile computes it, so any split of the m and n ranges gives the
+  same bits. A call of one row (decode) takes a path without the panel
+  (weights transposed or dequantized in registers, several row blocks at
+  once for independent chains) that performs the same FMAs in the same
+  order, so it gives the same bits too.
 
 ISAs without a special version (scalar) render the portable C under their
 own name. Nothing here depends on time or the environment.
@@ -64,19 +66,10 @@ PROTOS = dict([("embedding_" + t, _EMBED_PROTO) for t in EMBED_TYPES] + [
 ])
 
 # The dialects of the vector ISAs. {p} is a pointer expression, {v} a
-# vector, {s} a float. loadh converts L f16 at byte pointer {p} to f32.
-# sgemm: (MR, NR) main tile and NR for each remainder of rows; wgemm: MR
-# rows by NT row tiles of the weight.
-# Sum of the 8 lanes of an __m256 in a fixed order (x86 dialects).
-_X86_HSUM8 = """static inline float mica_k_data_hsum8(__m256 v)
-{
-    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
-    a = _mm_add_ss(a, _mm_movehdup_ps(a));
-    return _mm_cvtss_f32(a);
-}
-"""
-
+# vector, {s} a float; loadh converts L f16 at byte pointer {p} to f32.
+# sgemm: MR rows of x by NT vectors of output channels; tr: the weight
+# transpose (8x8 in ymm on x86, 4x4 on NEON); wgemm: MR rows by NT row
+# tiles of the weight; wrow: row tiles at once on the one-row path.
 _AVX2 = {
     "lanes": 8, "vec": "__m256", "zero": "_mm256_setzero_ps()",
     "load": "_mm256_loadu_ps({p})",
@@ -84,12 +77,8 @@ _AVX2 = {
     "store": "_mm256_storeu_ps({p}, {v})",
     "bcast": "_mm256_set1_ps({s})",
     "fma": "_mm256_fmadd_ps({a}, {b}, {c})",
-    "hsum": _X86_HSUM8 + """static inline float mica_k_data_hsum(__m256 v)
-{
-    return mica_k_data_hsum8(v);
-}
-""",
-    "sgemm": ((4, 2), {3: 2, 2: 4, 1: 4}),
+    "sgemm": (6, 2),
+    "tr": "x86",
     "wgemm": (6, 2),
     "wrow": 4,
 }
@@ -102,13 +91,7 @@ _AVX512.update({
     "store": "_mm512_storeu_ps({p}, {v})",
     "bcast": "_mm512_set1_ps({s})",
     "fma": "_mm512_fmadd_ps({a}, {b}, {c})",
-    "hsum": _X86_HSUM8 + """static inline float mica_k_data_hsum(__m512 v)
-{
-    return mica_k_data_hsum8(_mm256_add_ps(
-        _mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
-}
-""",
-    "sgemm": ((4, 4), {3: 4, 2: 4, 1: 8}),
+    "sgemm": (6, 4),
     "wgemm": (6, 1),
     "wrow": 1,
 })
@@ -120,15 +103,17 @@ _NEON = {
     "store": "vst1q_f32({p}, {v})",
     "bcast": "vdupq_n_f32({s})",
     "fma": "vfmaq_f32({c}, {a}, {b})",
-    "hsum": """static inline float mica_k_data_hsum(float32x4_t v)
-{
-    return vaddvq_f32(v);
-}
-""",
-    "sgemm": ((4, 4), {3: 4, 2: 4, 1: 8}),
+    "sgemm": (6, 4),
+    "tr": "neon",
     "wgemm": (6, 2),
     "wrow": 2,
 }
+
+# The dialect each transpose kind computes in (AVX-512 transposes in ymm).
+_TR = {"x86": _AVX2, "neon": _NEON}
+_AVX2["srow"] = 4
+_AVX512["srow"] = 4
+_NEON["srow"] = 8
 
 # Tile dequantizers: C statements that turn the weight tile at q (hp rows
 # by lp of the reduction, ir/layout_index.h order) into f32 vectors q<l>_<v>
@@ -243,7 +228,6 @@ def _f16_row(d):
     return "\n".join(o) + "\n"
 
 PANEL_FLOATS = 2048  # the wgemm panel: 8 KiB of f32 on the stack
-SGEMM_BLOCK_BYTES = 131072  # weight rows walked per block of the sgemm (L2)
 TEMPLATES = ["data_embed.c.in", "data_move.c.in", "data_gemm.c.in"]
 
 
@@ -274,8 +258,11 @@ def HELPERS(isa):
     parts = [_SECT[fn]["helpers"] for fn in TEMPLATES]
     d = DIALECTS.get(isa["name"])
     parts.append(_f16_row(d))
+    if not d:
+        parts += [_scalar_row(16)] + ([_scalar_row(isa["hp"])] if isa["hp"] != 16 else [])
+        parts += [_scalar_wrows("f32"), _scalar_wrows("f16")]
     if d:
-        parts.append(d["hsum"])
+        parts += [_tr_block(d, "f32"), _tr_block(d, "f16")]
     return "\n".join(parts)
 
 
@@ -285,116 +272,12 @@ def _panel_kc(ldp, lp):
 
 
 # ---------------------------------------------------------------------------
-# vector sgemm
+# The panel matmul shared by the vector sgemm and wgemm: a block of NT
+# units (a unit is hp weight rows for wgemm, one vector of L for sgemm) by
+# KC of the reduction is laid out as f32 panel[kk][c] (ldp = NT * unit
+# columns, zero past the valid ones), then MR rows of x run over it.
 
-def _sgemm_tile(d, fn, mr, nr, wtype):
-    """C of one MR x NR tile: x rows at x (ldx), w rows at w (k elements
-    each), outputs at y (ldy)."""
-    L = d["lanes"]
-    wb = 4 if wtype == "f32" else 2
-    rr, cc = range(mr), range(nr)
-    o = []
-    o.append("static inline void %s(const float *x, int64_t ldx, const uint8_t *w, int32_t k, "
-             "float *y, int64_t ldy)" % fn)
-    o.append("{")
-    for r in rr:
-        o.append("    const float *x%d = x + %d * ldx;" % (r, r))
-    for c in cc:
-        o.append("    const uint8_t *w%d = w + (int64_t)%d * k * %d;" % (c, c, wb))
-    o.append("    %s %s;" % (d["vec"], ", ".join("a%d%d = %s" % (r, c, d["zero"])
-                                                for r in rr for c in cc)))
-    o.append("    int32_t i = 0;")
-    o.append("    for (; i + %d <= k; i += %d) {" % (L, L))
-    for r in rr:
-        o.append("        const %s x%dv = %s;" % (d["vec"], r, d["load"].format(p="x%d + i" % r)))
-    for c in cc:
-        ld = d["load"].format(p="(const float *)(const void *)(w%d + 4 * (int64_t)i)" % c) \
-            if wtype == "f32" else d["loadh"].format(p="w%d + 2 * (int64_t)i" % c)
-        o.append("        const %s w%dv = %s;" % (d["vec"], c, ld))
-    for r in rr:
-        for c in cc:
-            o.append("        a%d%d = %s;" % (r, c, d["fma"].format(a="x%dv" % r, b="w%dv" % c,
-                                                                   c="a%d%d" % (r, c))))
-    o.append("    }")
-    o.append("    float %s;" % ", ".join("s%d%d = mica_k_data_hsum(a%d%d)" % (r, c, r, c)
-                                       for r in rr for c in cc))
-    o.append("    for (; i < k; i++) {")
-    for c in cc:
-        o.append("        const float v%d = mica_k_data_w_%s(w%d, i);" % (c, wtype, c))
-    for r in rr:
-        for c in cc:
-            o.append("        s%d%d += x%d[i] * v%d;" % (r, c, r, c))
-    o.append("    }")
-    for r in rr:
-        for c in cc:
-            o.append("    y[%d * ldy + %d] = s%d%d;" % (r, c, r, c))
-    o.append("}")
-    return "\n".join(o) + "\n"
-
-
-def _sgemm_vec(isa, d, wtype):
-    (MR, NR), rem = d["sgemm"]
-    dt = "f32" if wtype == "f32" else "f16"
-    name = "mica_k_%s_gemm_%dx%d__%s" % (dt, MR, NR, isa["name"])
-    wb = 4 if wtype == "f32" else 2
-    shapes = [(MR, NR), (MR, 1)]
-    for r in sorted(rem, reverse=True):
-        shapes += [(r, rem[r]), (r, 1)]
-    seen, texts = set(), []
-    for s in shapes:
-        if s not in seen:
-            seen.add(s)
-            texts.append(_sgemm_tile(d, "%s_t%dx%d" % (name, s[0], s[1]), s[0], s[1], wtype))
-
-    def cols(mr, nr, ind):
-        t = "%s_t%dx%d" % (name, mr, nr)
-        t1 = "%s_t%dx1" % (name, mr)
-        pad = " " * ind
-        return [
-            pad + "int32_t j = jb;",
-            pad + "for (; j + %d <= je; j += %d)" % (nr, nr),
-            pad + "    %s(x + m * ldx, ldx, wb + (int64_t)j * k * %d, k, y + m * ldy + j, ldy);"
-            % (t, wb),
-            pad + "for (; j < je; j++)",
-            pad + "    %s(x + m * ldx, ldx, wb + (int64_t)j * k * %d, k, y + m * ldy + j, ldy);"
-            % (t1, wb),
-        ]
-
-    body = [_SGEMM_PROTO.replace("NAME", name), "{",
-            "    const uint8_t *wb = w;",
-            "    int64_t nb = %d / ((int64_t)(k > 0 ? k : 1) * %d) / %d * %d;"
-            % (SGEMM_BLOCK_BYTES, wb, NR, NR),
-            "    if (nb < %d)" % NR,
-            "        nb = %d;" % NR,
-            "    for (int32_t jb = n0; jb < n1; jb += (int32_t)nb) {",
-            "        const int32_t je = n1 - jb < nb ? n1 : jb + (int32_t)nb;",
-            "        int32_t m = m0;",
-            "        for (; m + %d <= m1; m += %d) {" % (MR, MR)]
-    body += cols(MR, NR, 12)
-    body.append("        }")
-    body.append("        switch (m1 - m) {")
-    for r in sorted(rem, reverse=True):
-        body.append("        case %d: {" % r)
-        body += cols(r, rem[r], 12)
-        body.append("            break;")
-        body.append("        }")
-    body += ["        default:", "            break;", "        }", "    }", "}"]
-    text = "\n".join(texts) + "\n" + "\n".join(body) + "\n"
-    params = "mr=%d,nr=%d,lanes=%d" % (MR, NR, d["lanes"])
-    return {"family": "sgemm_" + wtype, "name": name, "params": params}, text
-
-
-def _sgemm_portable(isa, wtype):
-    name = "mica_k_%s_gemm_1x1__%s" % (wtype, isa["name"])
-    text = _fill(_SECT["data_gemm.c.in"]["sgemm"], NAME=name, WTYPE=wtype,
-                 WBYTES=4 if wtype == "f32" else 2)
-    return {"family": "sgemm_" + wtype, "name": name, "params": "mr=1,nr=1,lanes=8"}, text
-
-
-# ---------------------------------------------------------------------------
-# wgemm
-
-def _wgemm_micro(d, fn, mr, nv):
+def _micro(d, fn, mr, nv):
     """C of MR rows by nv vectors of the panel: acc (+)= x[r, kk] * panel[kk]."""
     L = d["lanes"]
     rr, vv = range(mr), range(nv)
@@ -429,6 +312,306 @@ def _wgemm_micro(d, fn, mr, nv):
     return "\n".join(o) + "\n"
 
 
+def _one_row_head(what):
+    """The opening lines of a driver's one-row path (xm, ym, column j)."""
+    return ["    if (m1 - m0 == 1) { /* one row: %s */" % what,
+            "        const float *xm = x + m0 * ldx;",
+            "        float *ym = y + m0 * ldy;",
+            "        int32_t j = n0;"]
+
+
+def _panel_gemm(d, name, proto, MR, NT, unit, kc, pack_call, fast_path):
+    """C of the micro kernels, the row driver and the function name with
+    prototype proto: for each block of NT units of columns and KC of the
+    reduction, pack_call fills the panel, then rows of MR. fast_path: lines
+    placed first in the body (a path that must give the same bits)."""
+    L = d["lanes"]
+    ldp = NT * unit
+    texts = []
+    for t in range(1, NT + 1):
+        for r in range(1, MR + 1):
+            texts.append(_micro(d, "%s_u%dx%d" % (name, r, t), r, t * unit // L))
+    calls = []
+    for t in range(1, NT + 1):
+        calls.append("    %sif (nt == %d) {" % ("" if t == 1 else "} else ", t))
+        calls.append("        switch (mr) {")
+        for r in range(MR, 0, -1):
+            calls.append("        case %d:" % r)
+            calls.append("            %s_u%dx%d(xm, ldx, panel, %d, kl, yt, ldt, first);" %
+                         (name, r, t, ldp))
+            calls.append("            break;")
+        calls.append("        default:")
+        calls.append("            break;")
+        calls.append("        }")
+    calls.append("    }")
+    body = [
+        "/* mr rows of x (at xm) times the panel into y (through the stack tile",
+        " * tb when the block has fewer than nt * %d valid columns). */" % unit,
+        "static inline void %s_rows(const float *xm, int64_t ldx, const float *panel, int32_t kl,"
+        % name,
+        "                           float *ym, int64_t ldy, int32_t mr, int32_t nt, int32_t nc,"
+        " int first)",
+        "{",
+        "    float tb[%d * %d];" % (MR, ldp),
+        "    float *yt = ym;",
+        "    int64_t ldt = ldy;",
+        "    if (nc < nt * %d) {" % unit,
+        "        yt = tb;",
+        "        ldt = %d;" % ldp,
+        "        for (int32_t r = 0; r < mr; r++)",
+        "            for (int32_t c = 0; c < %d; c++)" % ldp,
+        "                tb[r * %d + c] = !first && c < nc ? ym[r * ldy + c] : 0.0f;" % ldp,
+        "    }",
+    ] + calls + [
+        "    if (yt == tb)",
+        "        for (int32_t r = 0; r < mr; r++)",
+        "            for (int32_t c = 0; c < nc; c++)",
+        "                ym[r * ldy + c] = tb[r * %d + c];" % ldp,
+        "}",
+        "",
+        proto.replace("NAME", name),
+        "{",
+        "    float panel[%d * %d]; /* [KC][%d] weights as f32 */" % (kc, ldp, ldp),
+        "    if (k <= 0) { /* an empty reduction: zeros */",
+        "        for (int32_t m = m0; m < m1; m++)",
+        "            for (int32_t j = n0; j < n1; j++)",
+        "                y[m * ldy + j] = 0.0f;",
+        "        return;",
+        "    }",
+    ] + fast_path + [
+        "    for (int32_t j0 = n0; j0 < n1; j0 += %d) {" % ldp,
+        "        const int32_t nc = n1 - j0 < %d ? n1 - j0 : %d;" % (ldp, ldp),
+        "        const int32_t nt = (nc + %d) / %d;" % (unit - 1, unit),
+        "        for (int32_t kc = 0; kc < k; kc += %d) {" % kc,
+        "            const int32_t kl = k - kc < %d ? k - kc : %d;" % (kc, kc),
+        "            " + pack_call,
+        "            for (int32_t m = m0; m < m1; m += %d) {" % MR,
+        "                const int32_t mr = m1 - m < %d ? m1 - m : %d;" % (MR, MR),
+        "                %s_rows(x + m * ldx + kc, ldx, panel, kl, y + m * ldy + j0, ldy, mr, nt,"
+        % name,
+        "                        nc, kc == 0);",
+        "            }",
+        "        }",
+        "    }",
+        "}",
+    ]
+    return "\n".join(texts) + "\n" + "\n".join(body) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# vector sgemm: the panel is the weight rows transposed
+
+def _tr_lines(d, wtype):
+    """C statements that load B rows of B weights at w (row stride rs bytes)
+    and leave column l (row i in lane i) in the vector c<l> (B = 8 on x86,
+    in ymm also under AVX-512; 4 on NEON)."""
+    f32 = wtype == "f32"
+    if d["tr"] == "x86":
+        ld = ("_mm256_loadu_ps((const float *)(const void *)(w + %d * rs))" if f32 else
+              "_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + %d * rs)))")
+        o = ["const __m256 %s;" % ", ".join("r%d = %s" % (i, ld % i) for i in range(8))]
+        o.append("const __m256 %s;" % ", ".join(
+            "t%d = _mm256_unpack%s_ps(r%d, r%d)" % (i, "lo" if i % 2 == 0 else "hi",
+                                                  i // 2 * 2, i // 2 * 2 + 1) for i in range(8)))
+        pairs = [(0, 2, "0x44"), (0, 2, "0xee"), (1, 3, "0x44"), (1, 3, "0xee")]
+        o.append("const __m256 %s;" % ", ".join(
+            "u%d = _mm256_shuffle_ps(t%d, t%d, %s)" % (h * 4 + i, a + 4 * h, b + 4 * h, imm)
+            for h in range(2) for i, (a, b, imm) in enumerate(pairs)))
+        o.append("const __m256 %s;" % ", ".join(
+            "c%d = _mm256_permute2f128_ps(u%d, u%d, %s)" % (l, l % 4, l % 4 + 4,
+                                                          "0x20" if l < 4 else "0x31")
+            for l in range(8)))
+        return o
+    ld = ("vld1q_f32((const float *)(const void *)(w + %d * rs))" if f32 else
+          "vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(const void *)"
+          "(w + %d * rs))))")
+    o = ["const float32x4_t %s;" % ", ".join("r%d = %s" % (i, ld % i) for i in range(4)),
+         "const float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1)), "
+         "t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));",
+         "const float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3)), "
+         "t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));"]
+    o.append("const float32x4_t %s;" % ", ".join(
+        "c%d = vreinterpretq_f32_f64(vtrn%sq_f64(t%d, t%d))" % (l, f, a, b)
+        for l, (f, a, b) in enumerate([("1", 0, 2), ("1", 1, 3), ("2", 0, 2), ("2", 1, 3)])))
+    return o
+
+
+def _tr_block(d, wtype):
+    """C of mica_k_data_tr_<wtype>: B rows of B weights at w (row stride rs
+    bytes) transposed into p[l * ldp + i]."""
+    t = _TR[d["tr"]]
+    o = ["static inline void mica_k_data_tr_%s(const uint8_t *w, int64_t rs, float *p, "
+         "int32_t ldp)" % wtype, "{"]
+    o += ["    " + line for line in _tr_lines(d, wtype)]
+    for l in range(t["lanes"]):
+        o.append("    %s;" % t["store"].format(p="p + %d * ldp" % l, v="c%d" % l))
+    o.append("}")
+    return "\n".join(o) + "\n"
+
+
+def _sgemm_row(d, fn, wtype, g):
+    """C of the one-row path: x (k) times the g*B weight rows from j0, in
+    registers B rows to a vector: every output adds x[i] * w[j][i] by FMA in
+    order of i, as the panel path does, so the bits agree. nr < B (only with
+    g == 1) reads the first nr rows and writes nr outputs."""
+    t = _TR[d["tr"]]
+    B, wb = t["lanes"], 4 if wtype == "f32" else 2
+    vec = t["vec"]
+    o = ["static inline void %s(const float *x, const uint8_t *wb, int32_t k, int32_t j0, "
+         "int32_t nr, float *yt)" % fn, "{",
+         "    const int64_t rs = (int64_t)k * %d;" % wb,
+         "    %s %s;" % (vec, ", ".join("a%d = %s" % (i, t["zero"]) for i in range(g))),
+         "    int32_t i = 0;",
+         "    if (nr == %d) {" % (g * B),
+         "        for (; i + %d <= k; i += %d) {" % (B, B)]
+    for l in range(B):
+        o.append("            const %s x%d = %s;" % (vec, l, t["bcast"].format(s="x[i + %d]" % l)))
+    for gi in range(g):
+        o.append("            {")
+        o.append("                const uint8_t *w = wb + (int64_t)(j0 + %d) * rs + (int64_t)i * %d;"
+                 % (gi * B, wb))
+        o += ["                " + line for line in _tr_lines(d, wtype)]
+        for l in range(B):
+            o.append("                a%d = %s;" % (gi, t["fma"].format(a="x%d" % l, b="c%d" % l,
+                                                                      c="a%d" % gi)))
+        o.append("            }")
+    o += ["        }", "    }",
+          "    for (; i < k; i++) { /* the tail, and every i of a short block */",
+          "        float col[%d];" % (g * B),
+          "        for (int32_t r = 0; r < %d; r++)" % (g * B),
+          "            col[r] = r < nr ? mica_k_data_w_%s(wb + (int64_t)(j0 + r) * rs, i) : 0.0f;"
+          % wtype,
+          "        const %s xi = %s;" % (vec, t["bcast"].format(s="x[i]"))]
+    for gi in range(g):
+        o.append("        a%d = %s;" % (gi, t["fma"].format(
+            a="xi", b=t["load"].format(p="col + %d" % (gi * B)), c="a%d" % gi)))
+    o += ["    }", "    float out[%d];" % (g * B)]
+    for gi in range(g):
+        o.append("    %s;" % t["store"].format(p="out + %d" % (gi * B), v="a%d" % gi))
+    o += ["    for (int32_t r = 0; r < nr; r++)", "        yt[r] = out[r];", "}"]
+    return "\n".join(o) + "\n"
+
+
+def _sgemm_pack(d, fn, wtype, ldp):
+    """C of the sgemm panel packer: panel[kk * ldp + c] = w[j0 + c][kc + kk]
+    (f32) for c < nc, 0 for nc <= c < ldp."""
+    B = 8 if d["tr"] == "x86" else 4
+    wb = 4 if wtype == "f32" else 2
+    return "\n".join([
+        "static inline void %s(const uint8_t *w, int32_t k, int32_t j0, int32_t nc, int32_t kc, "
+        "int32_t kl, float *panel)" % fn,
+        "{",
+        "    const int64_t rs = (int64_t)k * %d;" % wb,
+        "    int32_t c = 0;",
+        "    for (; c + %d <= nc; c += %d) {" % (B, B),
+        "        const uint8_t *r = w + (int64_t)(j0 + c) * rs + (int64_t)kc * %d;" % wb,
+        "        int32_t kk = 0;",
+        "        for (; kk + %d <= kl; kk += %d)" % (B, B),
+        "            mica_k_data_tr_%s(r + (int64_t)kk * %d, rs, panel + (int64_t)kk * %d + c, %d);"
+        % (wtype, wb, ldp, ldp),
+        "        for (; kk < kl; kk++)",
+        "            for (int32_t i = 0; i < %d; i++)" % B,
+        "                panel[(int64_t)kk * %d + c + i] = mica_k_data_w_%s(r + i * rs, kk);"
+        % (ldp, wtype),
+        "    }",
+        "    for (; c < %d; c++) {" % ldp,
+        "        if (c < nc) {",
+        "            const uint8_t *r = w + (int64_t)(j0 + c) * rs + (int64_t)kc * %d;" % wb,
+        "            for (int32_t kk = 0; kk < kl; kk++)",
+        "                panel[(int64_t)kk * %d + c] = mica_k_data_w_%s(r, kk);" % (ldp, wtype),
+        "        } else {",
+        "            for (int32_t kk = 0; kk < kl; kk++)",
+        "                panel[(int64_t)kk * %d + c] = 0.0f;" % ldp,
+        "        }",
+        "    }",
+        "}",
+    ]) + "\n"
+
+
+def _sgemm_vec(isa, d, wtype):
+    MR, NT = d["sgemm"]
+    L = d["lanes"]
+    ldp = NT * L
+    kc = _panel_kc(ldp, 1)
+    name = "mica_k_%s_gemm_%dx%d__%s" % (wtype, MR, ldp, isa["name"])
+    B, g = _TR[d["tr"]]["lanes"], d["srow"]
+    text = _sgemm_pack(d, name + "_pack", wtype, ldp)
+    text += _sgemm_row(d, name + "_r%d" % g, wtype, g)
+    if g > 1:
+        text += _sgemm_row(d, name + "_r1", wtype, 1)
+    fast = _one_row_head("weights transposed in registers")
+    if g > 1:
+        fast += ["        for (; j + %d <= n1; j += %d)" % (g * B, g * B),
+                 "            %s_r%d(xm, (const uint8_t *)w, k, j, %d, ym + j);" % (name, g, g * B)]
+    fast += ["        for (; j < n1; j += %d)" % B,
+             "            %s_r1(xm, (const uint8_t *)w, k, j, n1 - j < %d ? n1 - j : %d, ym + j);"
+             % (name, B, B),
+             "        return;",
+             "    }"]
+    text += _panel_gemm(d, name, _SGEMM_PROTO, MR, NT, L, kc,
+                        "%s_pack((const uint8_t *)w, k, j0, nc, kc, kl, panel);" % name, fast)
+    params = "mr=%d,nr=%d,kc=%d" % (MR, ldp, kc)
+    return {"family": "sgemm_" + wtype, "name": name, "params": params}, text
+
+
+def _scalar_row(cols):
+    """C of mica_k_data_row_<cols>: one row of x (kl) times a [kl][cols]
+    panel into y (nc valid columns; added to unless first), with named
+    accumulators so plain C keeps them in registers."""
+    cc = range(cols)
+    o = ["static inline void mica_k_data_row_%d(const float *x, const float *panel, int32_t kl, "
+         "float *y, int32_t nc, int first)" % cols, "{",
+         "    float %s;" % ", ".join("a%d = first || nc <= %d ? 0.0f : y[%d]" % (c, c, c)
+                                   for c in cc),
+         "    for (int32_t kk = 0; kk < kl; kk++) {",
+         "        const float xv = x[kk], *p = panel + (int64_t)kk * %d;" % cols]
+    for c in cc:
+        o.append("        a%d += xv * p[%d];" % (c, c))
+    o += ["    }", "    float out[%d] = {%s};" % (cols, ", ".join("a%d" % c for c in cc)),
+          "    for (int32_t c = 0; c < nc; c++)", "        y[c] = out[c];", "}"]
+    return "\n".join(o) + "\n"
+
+
+def _scalar_wrows(wtype):
+    """C of mica_k_data_rows_<wtype>: the portable one-row path, x (k) times
+    nr <= 16 weight rows at w, each output adding x[i] * w[j][i] in order of
+    i as the panel path does (16 named accumulators, one per row)."""
+    wb = 4 if wtype == "f32" else 2
+    rr = range(16)
+    o = ["static inline void mica_k_data_rows_%s(const float *x, const uint8_t *w, int32_t k, "
+         "int32_t nr, float *y)" % wtype, "{",
+         "    const int64_t rs = (int64_t)k * %d;" % wb,
+         "    if (nr < 16) {",
+         "        for (int32_t r = 0; r < nr; r++) {",
+         "            float a = 0.0f;",
+         "            for (int32_t i = 0; i < k; i++)",
+         "                a += x[i] * mica_k_data_w_%s(w + r * rs, i);" % wtype,
+         "            y[r] = a;",
+         "        }",
+         "        return;",
+         "    }",
+         "    float %s;" % ", ".join("a%d = 0.0f" % r for r in rr),
+         "    for (int32_t i = 0; i < k; i++) {",
+         "        const float xv = x[i];"]
+    for r in rr:
+        o.append("        a%d += xv * mica_k_data_w_%s(w + %d * rs, i);" % (r, wtype, r))
+    o.append("    }")
+    for r in rr:
+        o.append("    y[%d] = a%d;" % (r, r))
+    o.append("}")
+    return "\n".join(o) + "\n"
+
+
+def _sgemm_portable(isa, wtype):
+    name = "mica_k_%s_gemm_1x16__%s" % (wtype, isa["name"])
+    text = _fill(_SECT["data_gemm.c.in"]["sgemm"], NAME=name, WTYPE=wtype,
+                 WBYTES=4 if wtype == "f32" else 2, COLS=16)
+    return {"family": "sgemm_" + wtype, "name": name, "params": "mr=1,nr=16,kc=128"}, text
+
+
+# ---------------------------------------------------------------------------
+# vector wgemm: the panel is the tiled weight dequantized
+
 def _wgemm_panel(d, fn, qt, hp, lp, ldp):
     """C of the dialect's panel dequantizer for one tile shape (the contract
     of mica_k_data_panel with hp, lp and ldp fixed), or None."""
@@ -446,10 +629,12 @@ def _wgemm_panel(d, fn, qt, hp, lp, ldp):
                                       for v in range(V))),
          "    for (int32_t t = 0; t < nt; t++) {",
          "        const int64_t rt = t0 + t;",
-         "        for (int32_t kk = 0; kk < kl; kk += %d) {" % lp,
+         "        int32_t left = 0; /* reduction left in the current group */",
+         "        for (int32_t kk = 0; kk < kl; kk += %d, left -= %d) {" % (lp, lp),
          "            const int32_t ka = kc + kk;",
-         "            if (kk == 0 || ka % group == 0) { /* the group's scales and mins */",
-         "                const int64_t g = (rt * ng + ka / group) * %d;" % hp]
+         "            if (left == 0) { /* a new group: its scales and mins */",
+         "                const int64_t g = (rt * ng + ka / group) * %d;" % hp,
+         "                left = group - ka % group;"]
     for v in range(V):
         o.append("                s%d = %s;" % (v, d["loadh"].format(
             p="(const uint8_t *)(const void *)ws + 2 * (g + %d)" % (v * L))))
@@ -484,8 +669,9 @@ def _wgemm_row(d, fn, qt, hp, lp, nt):
          "    %s %s;" % (vec, ", ".join("a%d%d = %s" % (t, v, d["zero"]) for t in tt for v in vv)),
          "    %s %s;" % (vec, ", ".join("s%d%d = %s, o%d%d = %s" % (t, v, d["zero"], t, v, d["zero"])
                                       for t in tt for v in vv)),
-         "    for (int32_t ka = 0; ka < k; ka += %d) {" % lp,
-         "        if (ka % group == 0) {"]
+         "    for (int32_t ka = 0, left = 0; ka < k; ka += %d, left -= %d) {" % (lp, lp),
+         "        if (left == 0) { /* a new group: its scales and mins */",
+         "            left = group;"]
     for t in tt:
         o.append("            const int64_t g%d = ((t0 + %d) * ng + ka / group) * %d;" % (t, t, hp))
         for v in vv:
@@ -515,6 +701,26 @@ def _wgemm_row(d, fn, qt, hp, lp, nt):
     return "\n".join(o) + "\n"
 
 
+def _wgemm_row_driver(name, hp, nr):
+    """The decode path of the driver: one row, weights dequantized in
+    registers, nr row tiles at a time (the last tile through a stack row)."""
+    o = _one_row_head("weights dequantized in registers")
+    if nr > 1:
+        o += ["        for (; j + %d <= n1; j += %d)" % (nr * hp, nr * hp),
+              "            %s_r%d(xm, wq, ws, wm, j / %d, k, group, ym + j);" % (name, nr, hp)]
+    o += ["        for (; j + %d <= n1; j += %d)" % (hp, hp),
+          "            %s_r1(xm, wq, ws, wm, j / %d, k, group, ym + j);" % (name, hp),
+          "        if (j < n1) {",
+          "            float yr[%d];" % hp,
+          "            %s_r1(xm, wq, ws, wm, j / %d, k, group, yr);" % (name, hp),
+          "            for (int32_t c = 0; c < n1 - j; c++)",
+          "                ym[j + c] = yr[c];",
+          "        }",
+          "        return;",
+          "    }"]
+    return o
+
+
 def _wgemm_vec(isa, d, qt):
     MR, NT = d["wgemm"]
     L, hp, lp = d["lanes"], isa["hp"], isa["lp"]
@@ -524,108 +730,22 @@ def _wgemm_vec(isa, d, qt):
     ldp = NT * hp
     kc = _panel_kc(ldp, lp)
     name = "mica_k_w%s_gemm_%dx%d__%s" % (qt, MR, ldp, isa["name"])
-    u4 = 1 if qt == "u4" else 0
     panel = _wgemm_panel(d, name + "_panel", qt, hp, lp, ldp)
-    texts = [panel] if panel else []
+    texts, fast = [], []
     if panel:
-        panel_call = "%s_panel(wq, ws, wm, j0 / %d, nt, k, group, kc, kl, panel);" % (name, hp)
+        texts.append(panel)
+        pack = "%s_panel(wq, ws, wm, j0 / %d, nt, k, group, kc, kl, panel);" % (name, hp)
+        nr = d["wrow"]
+        texts.append(_wgemm_row(d, name + "_r1", qt, hp, lp, 1))
+        if nr > 1:
+            texts.append(_wgemm_row(d, name + "_r%d" % nr, qt, hp, lp, nr))
+        fast = _wgemm_row_driver(name, hp, nr)
     else:
-        panel_call = ("mica_k_data_panel(%d, wq, ws, wm, j0 / %d, nt, %d, %d, k, group, kc, kl, "
-                      "panel, %d);" % (u4, hp, hp, lp, ldp))
-    NR = d["wrow"] if panel else 0
-    if NR:
-        texts.append(_wgemm_row(d, name + "_r%d" % NR, qt, hp, lp, NR))
-        if NR > 1:
-            texts.append(_wgemm_row(d, name + "_r1", qt, hp, lp, 1))
-    for t in range(1, NT + 1):
-        for r in range(1, MR + 1):
-            texts.append(_wgemm_micro(d, "%s_u%dx%d" % (name, r, t), r, t * hp // L))
-    calls = []
-    for t in range(1, NT + 1):
-        calls.append("        %sif (nt == %d) {" % ("" if t == 1 else "} else ", t))
-        calls.append("            switch (mr) {")
-        for r in range(MR, 0, -1):
-            calls.append("            case %d:" % r)
-            calls.append("                %s_u%dx%d(xm, ldx, panel, %d, kl, yt, ldt, first);" %
-                         (name, r, t, ldp))
-            calls.append("                break;")
-        calls.append("            default:")
-        calls.append("                break;")
-        calls.append("            }")
-    calls.append("        }")
-    body = [
-        "/* MR rows of the panel's product into y (or through the stack tile tb",
-        " * when the block has fewer than %d valid columns). */" % ldp,
-        "static inline void %s_rows(const float *xm, int64_t ldx, const float *panel, int32_t kl,"
-        % name,
-        "                           float *ym, int64_t ldy, int32_t mr, int32_t nt, int32_t nc,"
-        " int first)",
-        "{",
-        "    float tb[%d * %d];" % (MR, ldp),
-        "    float *yt = ym;",
-        "    int64_t ldt = ldy;",
-        "    if (nc < nt * %d) {" % hp,
-        "        yt = tb;",
-        "        ldt = %d;" % ldp,
-        "        for (int32_t r = 0; r < mr; r++)",
-        "            for (int32_t c = 0; c < %d; c++)" % ldp,
-        "                tb[r * %d + c] = !first && c < nc ? ym[r * ldy + c] : 0.0f;" % ldp,
-        "    }",
-    ] + calls + [
-        "    if (yt == tb)",
-        "        for (int32_t r = 0; r < mr; r++)",
-        "            for (int32_t c = 0; c < nc; c++)",
-        "                ym[r * ldy + c] = tb[r * %d + c];" % ldp,
-        "}",
-        "",
-        _WGEMM_PROTO.replace("NAME", name),
-        "{",
-        "    float panel[%d * %d]; /* [KC][%d] dequantized weights */" % (kc, ldp, ldp),
-    ] + (_wgemm_row_driver(name, hp, NR) if NR else []) + [
-        "    for (int32_t j0 = n0; j0 < n1; j0 += %d) {" % ldp,
-        "        const int32_t nc = n1 - j0 < %d ? n1 - j0 : %d;" % (ldp, ldp),
-        "        const int32_t nt = (nc + %d) / %d;" % (hp - 1, hp),
-        "        for (int32_t kc = 0; kc < k; kc += %d) {" % kc,
-        "            const int32_t kl = k - kc < %d ? k - kc : %d;" % (kc, kc),
-        "            " + panel_call,
-        "            for (int32_t m = m0; m < m1; m += %d) {" % MR,
-        "                const int32_t mr = m1 - m < %d ? m1 - m : %d;" % (MR, MR),
-        "                %s_rows(x + m * ldx + kc, ldx, panel, kl, y + m * ldy + j0, ldy, mr, nt,"
-        % name,
-        "                        nc, kc == 0);",
-        "            }",
-        "        }",
-        "    }",
-        "}",
-    ]
-    text = "\n".join(texts) + "\n" + "\n".join(body) + "\n"
+        pack = ("mica_k_data_panel(%d, wq, ws, wm, j0 / %d, nt, %d, %d, k, group, kc, kl, "
+                "panel, %d);" % (1 if qt == "u4" else 0, hp, hp, lp, ldp))
+    text = "".join(texts) + _panel_gemm(d, name, _WGEMM_PROTO, MR, NT, hp, kc, pack, fast)
     params = "mr=%d,nr=%d,hp=%d,lp=%d,kc=%d" % (MR, ldp, hp, lp, kc)
     return {"family": "wgemm_" + qt, "name": name, "params": params}, text
-
-
-def _wgemm_row_driver(name, hp, nr):
-    """The decode path of the driver: one row, weights dequantized in
-    registers, nr row tiles at a time (the last tile through a stack row)."""
-    o = ["    if (m1 - m0 == 1) {",
-         "        for (int32_t m = m0; m < m1; m++) {",
-         "            const float *xm = x + m * ldx;",
-         "            float *ym = y + m * ldy;",
-         "            int32_t j = n0;"]
-    if nr > 1:
-        o += ["            for (; j + %d <= n1; j += %d)" % (nr * hp, nr * hp),
-              "                %s_r%d(xm, wq, ws, wm, j / %d, k, group, ym + j);" % (name, nr, hp)]
-    o += ["            for (; j + %d <= n1; j += %d)" % (hp, hp),
-          "                %s_r1(xm, wq, ws, wm, j / %d, k, group, ym + j);" % (name, hp),
-          "            if (j < n1) {",
-          "                float yr[%d];" % hp,
-          "                %s_r1(xm, wq, ws, wm, j / %d, k, group, yr);" % (name, hp),
-          "                for (int32_t c = 0; c < n1 - j; c++)",
-          "                    ym[j + c] = yr[c];",
-          "            }",
-          "        }",
-          "        return;",
-          "    }"]
-    return o
 
 
 def _wgemm_portable(isa, qt):
@@ -633,7 +753,7 @@ def _wgemm_portable(isa, qt):
     kc = _panel_kc(hp, lp)
     name = "mica_k_w%s_gemm_1x%d__%s" % (qt, hp, isa["name"])
     text = _fill(_SECT["data_gemm.c.in"]["wgemm"], NAME=name, HP=hp, LP=lp, KC=kc,
-                 U4=1 if qt == "u4" else 0)
+                 U4=1 if qt == "u4" else 0, COLS=hp)
     params = "mr=1,nr=%d,hp=%d,lp=%d,kc=%d" % (hp, hp, lp, kc)
     return {"family": "wgemm_" + qt, "name": name, "params": params}, text
 
