@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "gguf_write.h"
+#include "emit.h"
 #include "memplan.h"
+#include "mica_abi.h"
 #include "model.h"
 #include "rewrite.h"
 #include "target.h"
@@ -427,7 +429,8 @@ static mica_status_t write_tokenizer(const char *dir, const mica_gguf_t *f, out_
 
 static char *manifest_text(const mica_compile_request_t *req, const mica_target_t *t,
                            const mica_program_t *p, const mica_artifact_memory_t *m,
-                           const out_file_t *files, const weight_set_t *ws)
+                           const out_file_t *files, const out_file_t *object,
+                           const weight_set_t *ws)
 {
     char *text = NULL;
     size_t len = 0;
@@ -459,6 +462,11 @@ static char *manifest_text(const mica_compile_request_t *req, const mica_target_
     for (int i = 0; i < N_FILES; i++)
         fprintf(f, "file %s %" PRIu64 " %016" PRIx64 "\n", files[i].name, files[i].size,
                 files[i].sum);
+    if (object) {
+        fprintf(f, "abi %u\n", MICA_ABI_VERSION);
+        fprintf(f, "file %s %" PRIu64 " %016" PRIx64 "\n", object->name, object->size,
+                object->sum);
+    }
     for (int64_t k = 0; k < ws->n; k++)
         fprintf(f, "weight %s %" PRIu64 " %" PRIu64 "\n", ws->w[k].name, ws->w[k].offset,
                 ws->w[k].nbytes);
@@ -467,6 +475,47 @@ static char *manifest_text(const mica_compile_request_t *req, const mica_target_
         return NULL;
     }
     return text;
+}
+
+/* model.c from the program, the kernels beside it, and model.so built
+ * from them with the target's compiler (CPU targets). */
+static mica_status_t write_model_object(const char *dir, const mica_compile_request_t *req,
+                                        const mica_target_t *t, const mica_program_t *p,
+                                        const weight_set_t *ws, const out_file_t *weights,
+                                        out_file_t *rec, mica_diag_t *d)
+{
+    mica_emit_weight_t *w = calloc((size_t)(ws->n ? ws->n : 1), sizeof *w);
+    if (!w)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    for (int64_t k = 0; k < ws->n; k++)
+        w[k] = (mica_emit_weight_t){ws->w[k].name, ws->w[k].offset};
+    const char *slash = strrchr(req->model_path, '/');
+    mica_emit_request_t er = {.program = p, .target = t, .weights = w, .n_weights = ws->n,
+                              .weights_bytes = weights->size, .weights_checksum = weights->sum,
+                              .model_name = slash ? slash + 1 : req->model_path,
+                              .quant = req->options.quant};
+    char path[MAX_DIR + 64];
+    snprintf(path, sizeof path, "%s/model.c", dir);
+    FILE *f = fopen(path, "w");
+    mica_status_t s = f ? MICA_OK : mica_diag_set(d, MICA_ERR_IO, "cannot create %s: %s", path,
+                                                  strerror(errno));
+    if (s == MICA_OK)
+        s = mica_emit_model_c(&er, f, d);
+    if (f && fclose(f) != 0 && s == MICA_OK)
+        s = mica_diag_set(d, MICA_ERR_IO, "%s: write failed", path);
+    free(w);
+    if (s == MICA_OK && interrupted)
+        s = mica_diag_set(d, MICA_ERR_IO, "interrupted");
+    if (s == MICA_OK)
+        s = mica_emit_build(dir, t, d);
+    if (s == MICA_OK) {
+        memset(rec, 0, sizeof *rec);
+        rec->fd = -1;
+        rec->name = "model.so";
+        snprintf(rec->path, sizeof rec->path, "%s/model.so", dir);
+        s = file_checksum(rec->path, &rec->size, &rec->sum, d);
+    }
+    return s;
 }
 
 /* Renames tmp onto dir; with force an existing dir is moved aside first
@@ -632,10 +681,16 @@ mica_status_t mica_compile(const mica_compile_request_t *req, mica_artifact_memo
         s = write_weights(tmp, &ws, req->log, req->progress, &files[2], d);
     if (s == MICA_OK)
         s = write_tokenizer(tmp, f, &files[3], d);
+    out_file_t object;
+    bool have_object = false;
+    if (s == MICA_OK && target.arch != MICA_TARGET_ARCH_OPENCL) {
+        s = write_model_object(tmp, req, &target, p, &ws, &files[2], &object, d);
+        have_object = s == MICA_OK;
+    }
     if (s == MICA_OK && interrupted)
         s = mica_diag_set(d, MICA_ERR_IO, "interrupted");
     if (s == MICA_OK) {
-        char *man = manifest_text(req, &target, p, &mem, files, &ws);
+        char *man = manifest_text(req, &target, p, &mem, files, have_object ? &object : NULL, &ws);
         out_file_t rec;
         if (!man)
             s = mica_diag_set(d, MICA_ERR_NOMEM, "out of memory writing the manifest");
