@@ -20,6 +20,7 @@ static const struct {
     {"synth", mica_cmd_synth, "write a random-weight GGUF in a real model's shapes"},
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
     {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
+    {"bench", mica_cmd_bench, "measure prompt and generation speed, llama-bench style"},
 };
 
 static void usage(FILE *f)
