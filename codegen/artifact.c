@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "gguf_write.h"
 #include "emit.h"
 #include "memplan.h"
@@ -27,51 +28,6 @@
 static const char *const artifact_files[] = {"prefill.ir", "decode.ir", "weights.bin",
                                              "tokenizer.gguf"};
 enum { N_FILES = sizeof artifact_files / sizeof artifact_files[0] };
-
-/* ------------------------------------------------------------------------ */
-/* checksums                                                                 */
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-#define FNV_PRIME 0x100000001b3ull
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-/* Size and FNV-1a 64 checksum of the file at path. */
-static mica_status_t file_checksum(const char *path, uint64_t *out_size, uint64_t *out_sum,
-                                   mica_diag_t *d)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    enum { CHUNK = 1 << 20 };
-    unsigned char *buf = malloc(CHUNK);
-    if (!buf) {
-        close(fd);
-        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-    }
-    uint64_t h = FNV_OFFSET, n = 0;
-    ssize_t r;
-    while ((r = read(fd, buf, CHUNK)) > 0) {
-        h = fnv1a(h, buf, (size_t)r);
-        n += (uint64_t)r;
-    }
-    int err = errno;
-    free(buf);
-    close(fd);
-    if (r < 0)
-        return mica_diag_set(d, MICA_ERR_IO, "reading %s: %s", path, strerror(err));
-    *out_size = n;
-    *out_sum = h;
-    return MICA_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* SIGINT / SIGTERM while writing: stop, clean up, fail                      */
@@ -119,7 +75,7 @@ static mica_status_t file_open(out_file_t *f, const char *dir, const char *name,
 {
     memset(f, 0, sizeof *f);
     f->name = name;
-    f->sum = FNV_OFFSET;
+    f->sum = MICA_CHECKSUM_INIT;
     snprintf(f->path, sizeof f->path, "%s/%s", dir, name);
     f->fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (f->fd < 0)
@@ -132,7 +88,7 @@ static mica_status_t file_write(out_file_t *f, const void *p, size_t n, mica_dia
     if (interrupted)
         return mica_diag_set(d, MICA_ERR_IO, "interrupted");
     const unsigned char *b = p;
-    f->sum = fnv1a(f->sum, p, n);
+    f->sum = mica_checksum_update(f->sum, p, n);
     f->size += n;
     while (n > 0) {
         ssize_t w = write(f->fd, b, n);
@@ -423,7 +379,7 @@ static mica_status_t write_tokenizer(const char *dir, const mica_gguf_t *f, out_
     if (s != MICA_OK)
         return s;
     /* size and checksum of what was written */
-    MICA_TRY(file_checksum(rec->path, &rec->size, &rec->sum, d));
+    MICA_TRY(mica_checksum_file(rec->path, &rec->size, &rec->sum, d));
     return MICA_OK;
 }
 
@@ -513,7 +469,7 @@ static mica_status_t write_model_object(const char *dir, const mica_compile_requ
         rec->fd = -1;
         rec->name = "model.so";
         snprintf(rec->path, sizeof rec->path, "%s/model.so", dir);
-        s = file_checksum(rec->path, &rec->size, &rec->sum, d);
+        s = mica_checksum_file(rec->path, &rec->size, &rec->sum, d);
     }
     return s;
 }
@@ -857,7 +813,7 @@ static mica_status_t check_file(const char *dir, const char *man, const char *na
         return mica_diag_set(d, MICA_ERR_INVALID, "manifest: no size and checksum for %s", name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     uint64_t n, h;
-    MICA_TRY(file_checksum(path, &n, &h, d));
+    MICA_TRY(mica_checksum_file(path, &n, &h, d));
     if (n != size)
         return mica_diag_set(d, MICA_ERR_INVALID, "%s has %" PRIu64 " bytes, the manifest says %llu",
                              name, n, size);

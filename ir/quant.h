@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "half.h" /* f16/bf16 conversion, from the runtime */
 #include "ir.h"
 
 /* Dequantizes n elements from src (mica_dtype_row_bytes(t, n) bytes) into
@@ -27,12 +28,5 @@ mica_status_t mica_dequantize_row(mica_dtype_t t, const void *src, float *dst, i
 mica_status_t mica_dequantize_group_row(mica_dtype_t qt, const void *q, const void *scales,
                                         const void *mins, int64_t group, float *dst, int64_t n,
                                         mica_diag_t *d);
-
-/* IEEE half <-> float, round to nearest even; exact for all halves. */
-float mica_f16_to_f32(uint16_t h);
-uint16_t mica_f32_to_f16(float f);
-/* bfloat16 <-> float (round to nearest even; NaN stays NaN). */
-float mica_bf16_to_f32(uint16_t h);
-uint16_t mica_f32_to_bf16(float f);
 
 #endif

@@ -10,9 +10,10 @@
  *     merge by merge rank.
  *
  * The tokenizer is built from plain arrays (mica_vocab_desc_t) that a loader
- * fills: the compiler from GGUF metadata (ir/vocab.h), the runtime from the
- * artifact. It copies what it needs into one allocation at create; after
- * that it is read-only, so one tokenizer may serve several threads.
+ * fills: runtime/vocab.h from GGUF metadata (a model file's in the
+ * compiler, the artifact's tokenizer.gguf on the device). It copies what
+ * it needs into one allocation at create; after that it is read-only, so
+ * one tokenizer may serve several threads.
  * Encoding allocates scratch for the one call (proportional to the text)
  * and frees it before returning; decoding allocates nothing.
  *

@@ -26,7 +26,7 @@ Test(smollm, capital_of_france_is_paris, .timeout = 300)
     cr_assert_eq(mica_ref_model_open(model_path(), NULL, &m, &d), MICA_OK, "%s", d.msg);
     mica_vocab_t vocab;
     mica_tokenizer_t *tok = NULL;
-    cr_assert_eq(mica_vocab_from_gguf(mica_ref_model_gguf(m), &vocab, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_vocab_from_gguf_meta(mica_gguf_meta(mica_ref_model_gguf(m)), &vocab, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(mica_tokenizer_create(&vocab.desc, &tok, &d), MICA_OK, "%s", d.msg);
     mica_vocab_deinit(&vocab);
 

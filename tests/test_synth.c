@@ -458,7 +458,7 @@ Test(synth, smollm2_has_the_published_shape_a_usable_tokenizer_and_finite_logits
     /* the vocabulary: 256 byte tokens, each merged token made of two
      * earlier ones as the merge list says */
     mica_vocab_t v;
-    cr_assert_eq(mica_vocab_from_gguf(f, &v, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_vocab_from_gguf_meta(mica_gguf_meta(f), &v, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(v.desc.n_tokens, 1024);
     bool seen[256] = {0};
     int bytes = 0;
@@ -556,7 +556,7 @@ Test(synth, tinyllama_has_a_sentencepiece_vocabulary_and_its_own_head)
     cr_assert(t && t->dtype == MICA_DTYPE_Q4_0 && t->ne[1] == 600);
 
     mica_vocab_t v;
-    cr_assert_eq(mica_vocab_from_gguf(f, &v, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_vocab_from_gguf_meta(mica_gguf_meta(f), &v, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(v.desc.kind, MICA_VOCAB_SPM);
     cr_assert_eq(v.desc.unk_id, 0);
     cr_assert_eq(v.desc.bos_id, 1);

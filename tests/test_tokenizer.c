@@ -28,7 +28,7 @@ static gguf_tok_t load_gguf(const char *name)
     mica_diag_t d = {0};
     cr_assert_eq(mica_gguf_open(mica_test_golden(name), &g.file, &d), MICA_OK, "%s: %s", name,
                  d.msg);
-    cr_assert_eq(mica_vocab_from_gguf(g.file, &g.vocab, &d), MICA_OK, "%s: %s", name, d.msg);
+    cr_assert_eq(mica_vocab_from_gguf_meta(mica_gguf_meta(g.file), &g.vocab, &d), MICA_OK, "%s: %s", name, d.msg);
     cr_assert_eq(mica_tokenizer_create(&g.vocab.desc, &g.tok, &d), MICA_OK, "%s: %s", name, d.msg);
     return g;
 }
@@ -403,7 +403,7 @@ Test(tokenizer_golden, smollm2_vocabulary)
     gguf_tok_t m = {0};
     mica_diag_t d = {0};
     cr_assert_eq(mica_gguf_open(path, &m.file, &d), MICA_OK, "%s", d.msg);
-    cr_assert_eq(mica_vocab_from_gguf(m.file, &m.vocab, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_vocab_from_gguf_meta(mica_gguf_meta(m.file), &m.vocab, &d), MICA_OK, "%s", d.msg);
     cr_assert_eq(mica_tokenizer_create(&m.vocab.desc, &m.tok, &d), MICA_OK, "%s", d.msg);
     /* digits are split one by one, and each digit is a token */
     size_t n;

@@ -2,15 +2,13 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "generate.h"
 #include "vocab.h"
 
 double mica_cli_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return mica_generate_now();
 }
 
 mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path, const char *after,
@@ -36,7 +34,7 @@ mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path, con
     mica_status_t st = MICA_OK;
     if (need_tokenizer) {
         mica_vocab_t vocab;
-        st = mica_vocab_from_gguf(s->meta, &vocab, d);
+        st = mica_vocab_from_gguf_meta(mica_gguf_meta(s->meta), &vocab, d);
         if (st == MICA_OK) {
             st = mica_tokenizer_create(&vocab.desc, &s->tok, d);
             mica_vocab_deinit(&vocab);
@@ -109,11 +107,31 @@ mica_status_t mica_cli_tokenize(const mica_cli_session_t *s, const char *text, s
     return MICA_OK;
 }
 
-static mica_status_t put(const char *buf, size_t n, FILE *out, FILE *copy, mica_diag_t *d)
+/* Where the generated text goes: out and, if not NULL, copy. */
+typedef struct sink {
+    FILE *out, *copy;
+    mica_status_t status;
+    mica_diag_t *d;
+} sink_t;
+
+static int put(const char *buf, size_t n, int32_t token, void *user)
 {
-    if (n && (fwrite(buf, 1, n, out) != n || (copy && fwrite(buf, 1, n, copy) != n)))
-        return mica_diag_set(d, MICA_ERR_IO, "cannot write the generated text");
-    fflush(out);
+    (void)token;
+    sink_t *k = user;
+    if (n && (fwrite(buf, 1, n, k->out) != n || (k->copy && fwrite(buf, 1, n, k->copy) != n))) {
+        k->status = mica_diag_set(k->d, MICA_ERR_IO, "cannot write the generated text");
+        return 1;
+    }
+    fflush(k->out);
+    return 0;
+}
+
+static mica_status_t eval_last(void *ctx, const int32_t *tokens, int32_t n,
+                               const float **out_logits, mica_diag_t *d)
+{
+    mica_cli_session_t *s = ctx;
+    MICA_TRY(mica_cli_session_eval(s, tokens, n, false, s->logits, d));
+    *out_logits = s->logits;
     return MICA_OK;
 }
 
@@ -123,43 +141,26 @@ mica_status_t mica_cli_generate(mica_cli_session_t *s, const int32_t *prompt, si
                                 mica_diag_t *d)
 {
     memset(timing, 0, sizeof *timing);
-    timing->stopped_at_eog = false;
     if (n == 0)
         return mica_diag_set(d, MICA_ERR_INVALID, "empty prompt");
-    for (size_t i = 0; i < n; i++)
-        mica_sampler_accept(sampler, prompt[i]);
-    double t0 = mica_cli_now();
-    MICA_TRY(mica_cli_session_eval(s, prompt, (int32_t)n, false, s->logits, d));
-    double t1 = mica_cli_now();
+    mica_generator_t g;
+    MICA_TRY(mica_generator_init(&g, s->tok, sampler, eval_last, s, d));
+    double t0 = mica_generate_now();
+    mica_status_t st = mica_generator_feed(&g, prompt, n, d);
     timing->n_prompt = (int64_t)n;
-    timing->t_prompt = t1 - t0;
-
-    size_t cap = mica_tokenizer_max_piece_len(s->tok) + 8;
-    char *buf = malloc(cap);
-    if (!buf)
-        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
-    mica_tokenizer_stream_t stream;
-    mica_tokenizer_stream_init(&stream, 0);
-    mica_status_t st = MICA_OK;
-    for (int32_t i = 0; i < n_gen && st == MICA_OK; i++) {
-        int32_t tok = mica_sampler_sample(sampler, s->logits);
-        if (!ignore_eos && mica_tokenizer_is_eog(s->tok, tok)) {
-            timing->stopped_at_eog = true;
-            break;
-        }
-        size_t nb = 0;
-        st = mica_tokenizer_stream_push(s->tok, &stream, tok, buf, cap, &nb, d);
-        if (st == MICA_OK)
-            st = put(buf, nb, out, copy, d);
-        timing->n_gen++;
-        if (st == MICA_OK && (i + 1 < n_gen || feed_last))
-            st = mica_cli_session_eval(s, &tok, 1, false, s->logits, d);
-    }
-    char tail[4];
-    size_t nt = mica_tokenizer_stream_flush(&stream, tail);
+    timing->t_prompt = mica_generate_now() - t0;
+    sink_t sink = {out, copy, MICA_OK, d};
+    mica_generate_stats_t gs = {0};
     if (st == MICA_OK)
-        st = put(tail, nt, out, copy, d);
-    free(buf);
-    timing->t_gen = mica_cli_now() - t1;
+        st = mica_generator_run(&g, n_gen, ignore_eos ? MICA_GENERATE_IGNORE_EOS : 0, put, &sink,
+                                &gs, d);
+    if (st == MICA_OK)
+        st = sink.status;
+    if (st == MICA_OK && feed_last)
+        st = mica_generator_feed(&g, NULL, 0, d);
+    timing->n_gen = gs.n_gen;
+    timing->t_gen = gs.t_gen;
+    timing->stopped_at_eog = gs.stopped_at_eog;
+    mica_generator_deinit(&g);
     return st;
 }

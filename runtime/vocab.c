@@ -1,4 +1,4 @@
-/* GGUF tokenizer metadata -> mica_vocab_desc_t. */
+/* GGUF tokenizer metadata -> mica_vocab_desc_t (runtime/vocab.h). */
 #include "vocab.h"
 
 #include <stdlib.h>
@@ -20,11 +20,11 @@ static bool str_is(mica_gguf_str_t s, const char *const *names, size_t n)
 }
 
 /* An array key of `elem` type (or either of two), at least `min` long. */
-static mica_status_t find_array(const mica_gguf_t *f, const char *key, mica_gguf_type_t elem,
+static mica_status_t find_array(const mica_gguf_meta_t *m, const char *key, mica_gguf_type_t elem,
                                 mica_gguf_type_t elem2, uint64_t min, const mica_gguf_kv_t **out,
                                 mica_diag_t *d)
 {
-    const mica_gguf_kv_t *kv = mica_gguf_find(f, key);
+    const mica_gguf_kv_t *kv = mica_gguf_meta_find(m, key);
     *out = kv;
     if (!kv)
         return MICA_OK;
@@ -38,28 +38,29 @@ static mica_status_t find_array(const mica_gguf_t *f, const char *key, mica_gguf
 
 /* Special id from `key` if present and inside the vocabulary, else `def`
  * (itself dropped when outside), as llama.cpp. */
-static int32_t special_id(const mica_gguf_t *f, const char *key, int64_t def, uint32_t n)
+static int32_t special_id(const mica_gguf_meta_t *m, const char *key, int64_t def, uint32_t n)
 {
     uint64_t v;
-    if (mica_gguf_get_u64(f, key, &v) && v < n)
+    if (mica_gguf_meta_get_u64(m, key, &v) && v < n)
         return (int32_t)v;
     return def >= 0 && def < (int64_t)n ? (int32_t)def : MICA_TOKEN_NULL;
 }
 
-static void get_flag(const mica_gguf_t *f, const char *key, bool *v)
+static void get_flag(const mica_gguf_meta_t *m, const char *key, bool *v)
 {
     bool b;
-    if (mica_gguf_get_bool(f, key, &b))
+    if (mica_gguf_meta_get_bool(m, key, &b))
         *v = b;
 }
 
-mica_status_t mica_vocab_from_gguf(const mica_gguf_t *f, mica_vocab_t *out, mica_diag_t *d)
+mica_status_t mica_vocab_from_gguf_meta(const mica_gguf_meta_t *m, mica_vocab_t *out,
+                                        mica_diag_t *d)
 {
     memset(out, 0, sizeof *out);
     mica_vocab_desc_t *v = &out->desc;
 
     mica_gguf_str_t model;
-    if (!mica_gguf_get_str(f, KEY("model"), &model))
+    if (!mica_gguf_meta_get_str(m, KEY("model"), &model))
         return mica_diag_set(d, MICA_ERR_INVALID, "no " KEY("model") " string");
     if (mica_gguf_str_eq(model, "llama"))
         v->kind = MICA_VOCAB_SPM;
@@ -70,18 +71,18 @@ mica_status_t mica_vocab_from_gguf(const mica_gguf_t *f, mica_vocab_t *out, mica
                              (int)(model.len > 64 ? 64 : model.len), model.ptr);
 
     const mica_gguf_kv_t *tokens, *scores, *types, *merges = NULL;
-    MICA_TRY(find_array(f, KEY("tokens"), MICA_GGUF_STRING, MICA_GGUF_STRING, 0, &tokens, d));
+    MICA_TRY(find_array(m, KEY("tokens"), MICA_GGUF_STRING, MICA_GGUF_STRING, 0, &tokens, d));
     if (!tokens)
         return mica_diag_set(d, MICA_ERR_INVALID, "no " KEY("tokens") " array");
     if (tokens->count == 0 || tokens->count > (1u << 30))
         return mica_diag_set(d, MICA_ERR_INVALID, KEY("tokens") " has %llu entries",
                              (unsigned long long)tokens->count);
     uint32_t n = (uint32_t)tokens->count;
-    MICA_TRY(find_array(f, KEY("scores"), MICA_GGUF_FLOAT32, MICA_GGUF_INT32, n, &scores, d));
-    MICA_TRY(find_array(f, KEY("token_type"), MICA_GGUF_INT32, MICA_GGUF_INT32, n, &types, d));
+    MICA_TRY(find_array(m, KEY("scores"), MICA_GGUF_FLOAT32, MICA_GGUF_INT32, n, &scores, d));
+    MICA_TRY(find_array(m, KEY("token_type"), MICA_GGUF_INT32, MICA_GGUF_INT32, n, &types, d));
     uint32_t n_merges = 0;
     if (v->kind == MICA_VOCAB_BPE) {
-        MICA_TRY(find_array(f, KEY("merges"), MICA_GGUF_STRING, MICA_GGUF_STRING, 0, &merges, d));
+        MICA_TRY(find_array(m, KEY("merges"), MICA_GGUF_STRING, MICA_GGUF_STRING, 0, &merges, d));
         if (!merges)
             return mica_diag_set(d, MICA_ERR_INVALID, "no " KEY("merges") " array");
         if (merges->count > (1u << 30))
@@ -131,21 +132,21 @@ mica_status_t mica_vocab_from_gguf(const mica_gguf_t *f, mica_vocab_t *out, mica
     v->n_merges = n_merges;
     v->merges = n_merges ? mrg : NULL;
     mica_gguf_str_t pre = {"", 0};
-    mica_gguf_get_str(f, KEY("pre"), &pre);
+    mica_gguf_meta_get_str(m, KEY("pre"), &pre);
     v->pre = (mica_vocab_str_t){pre.ptr, (size_t)pre.len};
 
     /* llama.cpp's defaults per model (its BPE default of 11 included) */
     bool spm = v->kind == MICA_VOCAB_SPM;
-    v->bos_id = special_id(f, KEY("bos_token_id"), spm ? 1 : 11, n);
-    v->eos_id = special_id(f, KEY("eos_token_id"), spm ? 2 : 11, n);
-    v->unk_id = special_id(f, KEY("unknown_token_id"), spm ? 0 : -1, n);
-    v->pad_id = special_id(f, KEY("padding_token_id"), -1, n);
+    v->bos_id = special_id(m, KEY("bos_token_id"), spm ? 1 : 11, n);
+    v->eos_id = special_id(m, KEY("eos_token_id"), spm ? 2 : 11, n);
+    v->unk_id = special_id(m, KEY("unknown_token_id"), spm ? 0 : -1, n);
+    v->pad_id = special_id(m, KEY("padding_token_id"), -1, n);
     v->add_bos = spm || str_is(pre, PRE_ADDS_BOS, sizeof PRE_ADDS_BOS / sizeof PRE_ADDS_BOS[0]);
     v->add_eos = false;
     v->add_space_prefix = spm;
-    get_flag(f, KEY("add_bos_token"), &v->add_bos);
-    get_flag(f, KEY("add_eos_token"), &v->add_eos);
-    get_flag(f, KEY("add_space_prefix"), &v->add_space_prefix);
+    get_flag(m, KEY("add_bos_token"), &v->add_bos);
+    get_flag(m, KEY("add_eos_token"), &v->add_eos);
+    get_flag(m, KEY("add_space_prefix"), &v->add_space_prefix);
     return MICA_OK;
 
 bad_tokens:
