@@ -4,14 +4,20 @@
  * fixtures that implement the ABI over a known function of the tokens). */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "test_support.h"
 
+#include "exec.h"
 #include "gguf_meta.h"
+#include "pool.h"
 #include "vocab.h"
 
 #define SOURCE_DIR MICA_TEST_DATA_DIR "/../.."
@@ -168,4 +174,336 @@ Test(gguf_meta, cuts_are_refused_and_the_vocabulary_reads)
         cr_expect_null(strchr(dc.msg, '\n'));
     }
     free(bytes);
+}
+
+/* ------------------------------------------------------------------------ */
+/* thread pool                                                               */
+
+typedef struct placement {
+    pthread_t who[64];
+    _Atomic int runs[64];
+} placement_t;
+
+static void record_part(void *ctx, uint32_t part)
+{
+    placement_t *pl = ctx;
+    pl->who[part] = pthread_self();
+    atomic_fetch_add(&pl->runs[part], 1);
+}
+
+/* Part p on thread p % n: parts p and p + n on the same thread, the first n
+ * parts on n different threads, part 0 on the caller; every part once. */
+Test(pool, part_p_runs_on_thread_p_mod_n)
+{
+    for (uint32_t n = 1; n <= 4; n++) {
+        mica_cpu_pool_t *pool = NULL;
+        cr_assert_eq(mica_cpu_pool_create(n, &pool), 0);
+        cr_expect_eq(mica_cpu_pool_threads(pool), n);
+        for (uint32_t parts = 1; parts <= 13; parts++) {
+            placement_t pl;
+            memset(&pl, 0, sizeof pl);
+            mica_cpu_pool_parallel_for(pool, parts, record_part, &pl);
+            for (uint32_t p = 0; p < parts; p++)
+                cr_expect_eq(atomic_load(&pl.runs[p]), 1, "n %u parts %u: part %u ran %d times", n,
+                             parts, p, atomic_load(&pl.runs[p]));
+            cr_expect(pthread_equal(pl.who[0], pthread_self()), "part 0 is not the caller's");
+            for (uint32_t p = 0; p + n < parts; p++)
+                cr_expect(pthread_equal(pl.who[p], pl.who[p + n]), "n %u: parts %u and %u differ",
+                          n, p, p + n);
+            for (uint32_t a = 0; a < n && a < parts; a++)
+                for (uint32_t b = a + 1; b < n && b < parts; b++)
+                    cr_expect(!pthread_equal(pl.who[a], pl.who[b]), "n %u: parts %u and %u share",
+                              n, a, b);
+        }
+        mica_cpu_pool_release(pool);
+    }
+}
+
+typedef struct sum_ctx {
+    uint64_t *slots; /* one per part: no two parts write the same memory */
+    uint64_t round;
+} sum_ctx_t;
+
+static void add_part(void *ctx, uint32_t part)
+{
+    sum_ctx_t *c = ctx;
+    c->slots[part] += c->round * (part + 1);
+}
+
+/* Many calls back to back and some after pauses longer than the spin (the
+ * workers block then): every write of every call is seen, none twice. */
+Test(pool, every_call_completes_through_spin_and_sleep)
+{
+    mica_cpu_pool_t *pool = NULL;
+    cr_assert_eq(mica_cpu_pool_create(3, &pool), 0);
+    enum { PARTS = 7, ROUNDS = 4000 };
+    uint64_t slots[PARTS] = {0};
+    sum_ctx_t c = {slots, 0};
+    for (uint64_t r = 1; r <= ROUNDS; r++) {
+        c.round = r;
+        mica_cpu_pool_parallel_for(pool, PARTS, add_part, &c);
+        if (r % 500 == 0)
+            usleep(3000);
+    }
+    uint64_t tri = (uint64_t)ROUNDS * (ROUNDS + 1) / 2;
+    for (uint32_t p = 0; p < PARTS; p++)
+        cr_expect_eq(slots[p], tri * (p + 1), "part %u: %llu", p, (unsigned long long)slots[p]);
+    mica_cpu_pool_release(pool);
+}
+
+Test(pool, bad_counts_are_refused_and_release_takes_null)
+{
+    mica_cpu_pool_t *pool = (mica_cpu_pool_t *)&pool;
+    cr_expect_eq(mica_cpu_pool_create(0, &pool), EINVAL);
+    cr_expect_null(pool);
+    cr_expect_eq(mica_cpu_pool_create(MICA_CPU_POOL_MAX_THREADS + 1, &pool), EINVAL);
+    mica_cpu_pool_release(NULL);
+    /* a pool created and released without a call: workers stop cleanly */
+    cr_assert_eq(mica_cpu_pool_create(4, &pool), 0);
+    mica_cpu_pool_release(pool);
+}
+
+/* ------------------------------------------------------------------------ */
+/* a model object in-process: logits a known function of the tokens          */
+
+/* The fixture's logits at position pos after tokens t[0..pos]: the token
+ * h = sum_j t[j] * (j + 1) mod V scores 1, every other v scores
+ * ((31 v + h) mod 97) / 97 - 1, in [-1, 0). Greedy decoding thus emits
+ * h of the sequence so far. Both the fixture and this oracle follow that
+ * definition; the fixture computes it through the state, the arena and the
+ * pool, the oracle with plain loops. */
+enum { FX_VOCAB = 1000, FX_CONTEXT = 64, FX_CHUNK = 5, FX_PARTS = 7, FX_LOGITS_AT = 128 };
+
+static float oracle_logit(const int32_t *t, int32_t pos, int32_t v)
+{
+    uint64_t h = 0;
+    for (int32_t j = 0; j <= pos; j++)
+        h += (uint64_t)t[j] * (uint64_t)(j + 1);
+    h %= FX_VOCAB;
+    if ((uint64_t)v == h)
+        return 1.0f;
+    return (float)(((uint64_t)v * 31u + h) % 97u) / 97.0f - 1.0f;
+}
+
+typedef struct fx_run {
+    const mica_abi_env_t *env;
+    const mica_abi_args_t *args;
+    int32_t row0; /* first row computed */
+} fx_run_t;
+
+static void fx_logits_part(void *ctx, uint32_t part)
+{
+    const fx_run_t *r = ctx;
+    const int32_t *hist = (const int32_t *)r->env->states[0];
+    float *out = (float *)(r->env->arena + FX_LOGITS_AT);
+    int32_t v0 = (int32_t)(FX_VOCAB * part / FX_PARTS),
+            v1 = (int32_t)(FX_VOCAB * (part + 1) / FX_PARTS);
+    for (int32_t row = r->row0; row < r->args->n_tokens; row++) {
+        int32_t pos = r->args->n_past + row;
+        uint64_t h = 0;
+        for (int32_t j = 0; j <= pos; j++)
+            h += (uint64_t)hist[j] * (uint64_t)(j + 1);
+        h %= FX_VOCAB;
+        for (int32_t v = v0; v < v1; v++)
+            out[(size_t)row * FX_VOCAB + (size_t)v] =
+                (uint64_t)v == h ? 1.0f : (float)(((uint64_t)v * 31u + h) % 97u) / 97.0f - 1.0f;
+    }
+}
+
+static int fx_refuse; /* set by a test: the next run returns 1 */
+
+static int fx_run_graph(uint32_t graph, int32_t max_tokens, const mica_abi_env_t *env,
+                        const mica_abi_args_t *args)
+{
+    if (fx_refuse || args->n_tokens < 1 || args->n_tokens > max_tokens || args->n_past < 0 ||
+        args->n_past > FX_CONTEXT - args->n_tokens)
+        return 1;
+    if (env->trace)
+        env->trace(env->trace_ctx, graph, 0, 1);
+    int32_t *hist = (int32_t *)env->states[0];
+    for (int32_t i = 0; i < args->n_tokens; i++)
+        hist[args->n_past + i] = args->tokens[i];
+    if (env->trace) {
+        env->trace(env->trace_ctx, graph, 0, 0);
+        env->trace(env->trace_ctx, graph, 1, 1);
+    }
+    fx_run_t r = {env, args, args->logits_all ? 0 : args->n_tokens - 1};
+    env->parallel_for(env->pool, FX_PARTS, fx_logits_part, &r);
+    if (env->trace)
+        env->trace(env->trace_ctx, graph, 1, 0);
+    return 0;
+}
+
+static int fx_prefill(const mica_abi_env_t *env, const mica_abi_args_t *args)
+{
+    return fx_run_graph(0, FX_CHUNK, env, args);
+}
+
+static int fx_decode(const mica_abi_env_t *env, const mica_abi_args_t *args)
+{
+    return fx_run_graph(1, 1, env, args);
+}
+
+static const mica_abi_op_t fx_ops[2] = {
+    {"%1 store", "inline", 4, 0, 1.0, 1},
+    {"%2 logits", "inline", 4 * FX_VOCAB, FX_VOCAB, 2.0, FX_PARTS},
+};
+static const mica_abi_state_t fx_states[1] = {{"history", FX_CONTEXT * 4}};
+static const mica_abi_model_t fx_model = {
+    MICA_ABI_VERSION,
+    sizeof(mica_abi_model_t),
+    "fixture",
+    "x86_64",
+    0,
+    0,
+    64,
+    FX_LOGITS_AT + FX_CHUNK *FX_VOCAB * 4,
+    1,
+    fx_states,
+    FX_VOCAB,
+    FX_CONTEXT,
+    {fx_prefill, FX_CHUNK, FX_LOGITS_AT, FX_CHUNK, 2, fx_ops},
+    {fx_decode, 1, FX_LOGITS_AT, 1, 2, fx_ops},
+};
+
+typedef struct fx_bound {
+    mica_cpu_pool_t *pool;
+    uint8_t *arena, *state, *weights;
+    uint8_t *states[1];
+    mica_cpu_exec_t x;
+} fx_bound_t;
+
+static void fx_bind(fx_bound_t *b, uint32_t threads)
+{
+    cr_assert_eq(mica_cpu_pool_create(threads, &b->pool), 0);
+    b->arena = aligned_alloc(64, (fx_model.arena_bytes + 63) / 64 * 64);
+    b->state = aligned_alloc(64, FX_CONTEXT * 4);
+    b->weights = aligned_alloc(64, 64);
+    cr_assert(b->arena && b->state && b->weights);
+    memset(b->state, 0, FX_CONTEXT * 4);
+    b->states[0] = b->state;
+    mica_cpu_exec_init(&b->x, &fx_model, b->weights, b->arena, b->states, b->pool);
+}
+
+static void fx_unbind(fx_bound_t *b)
+{
+    mica_cpu_pool_release(b->pool);
+    free(b->arena);
+    free(b->state);
+    free(b->weights);
+}
+
+/* Every row of a prompt of each length 1 .. 13 (below, at and above the
+ * chunk, several chunks), on 1 to 3 threads, equals the oracle exactly; so
+ * does the last row alone. */
+Test(exec, prefill_rows_equal_the_oracle_for_any_length_and_threads)
+{
+    mica_test_rng_t rng;
+    mica_test_rng_seed(&rng, 11);
+    static float rows[13 * FX_VOCAB];
+    for (uint32_t threads = 1; threads <= 3; threads++) {
+        fx_bound_t b;
+        fx_bind(&b, threads);
+        for (int32_t n = 1; n <= 13; n++) {
+            int32_t t[13];
+            for (int32_t i = 0; i < n; i++)
+                t[i] = (int32_t)mica_test_rng_range(&rng, 0, FX_VOCAB - 1);
+            mica_cpu_exec_reset(&b.x);
+            const float *last = NULL;
+            cr_assert_eq(mica_cpu_exec_run(&b.x, t, n, rows, &last), MICA_CPU_EXEC_OK);
+            cr_expect_eq(b.x.n_past, n);
+            for (int32_t p = 0; p < n; p++)
+                for (int32_t v = 0; v < FX_VOCAB; v++)
+                    cr_assert_eq(rows[(size_t)p * FX_VOCAB + v], oracle_logit(t, p, v),
+                                 "threads %u n %d row %d v %d", threads, n, p, v);
+            for (int32_t v = 0; v < FX_VOCAB; v++)
+                cr_assert_eq(last[v], oracle_logit(t, n - 1, v));
+            /* the same prompt without rows: only the last row, the same values */
+            mica_cpu_exec_reset(&b.x);
+            cr_assert_eq(mica_cpu_exec_run(&b.x, t, n, NULL, &last), MICA_CPU_EXEC_OK);
+            for (int32_t v = 0; v < FX_VOCAB; v++)
+                cr_assert_eq(last[v], oracle_logit(t, n - 1, v));
+        }
+        fx_unbind(&b);
+    }
+}
+
+static int32_t argmax(const float *x, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
+
+/* A prompt, then greedy decode steps through the decode graph: each token
+ * is the oracle's h of everything before it. */
+Test(exec, greedy_decode_follows_the_oracle)
+{
+    fx_bound_t b;
+    fx_bind(&b, 2);
+    int32_t seq[FX_CONTEXT] = {17, 4, 999, 0, 256, 3, 88};
+    int32_t n = 7;
+    const float *last = NULL;
+    cr_assert_eq(mica_cpu_exec_run(&b.x, seq, n, NULL, &last), MICA_CPU_EXEC_OK);
+    while (n < FX_CONTEXT) {
+        int32_t next = argmax(last, FX_VOCAB);
+        uint64_t h = 0;
+        for (int32_t j = 0; j < n; j++)
+            h += (uint64_t)seq[j] * (uint64_t)(j + 1);
+        cr_assert_eq(next, (int32_t)(h % FX_VOCAB), "step %d", n);
+        seq[n] = next;
+        cr_assert_eq(mica_cpu_exec_run(&b.x, &seq[n], 1, NULL, &last), MICA_CPU_EXEC_OK);
+        n++;
+    }
+    cr_expect_eq(b.x.n_past, FX_CONTEXT);
+    /* the context is full: one more token is refused, nothing changes */
+    cr_expect_eq(mica_cpu_exec_run(&b.x, seq, 1, NULL, &last), MICA_CPU_EXEC_BAD_ARGS);
+    cr_expect_eq(b.x.n_past, FX_CONTEXT);
+    fx_unbind(&b);
+}
+
+Test(exec, bad_arguments_and_refusals_leave_the_cache_as_it_was)
+{
+    fx_bound_t b;
+    fx_bind(&b, 2);
+    int32_t t[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    cr_assert_eq(mica_cpu_exec_run(&b.x, t, 3, NULL, NULL), MICA_CPU_EXEC_OK);
+    int32_t bad[2] = {5, FX_VOCAB};
+    cr_expect_eq(mica_cpu_exec_run(&b.x, bad, 2, NULL, NULL), MICA_CPU_EXEC_BAD_ARGS);
+    bad[1] = -1;
+    cr_expect_eq(mica_cpu_exec_run(&b.x, bad, 2, NULL, NULL), MICA_CPU_EXEC_BAD_ARGS);
+    cr_expect_eq(mica_cpu_exec_run(&b.x, t, 0, NULL, NULL), MICA_CPU_EXEC_BAD_ARGS);
+    cr_expect_eq(b.x.n_past, 3);
+    fx_refuse = 1;
+    cr_expect_eq(mica_cpu_exec_run(&b.x, t, 8, NULL, NULL), MICA_CPU_EXEC_REFUSED);
+    fx_refuse = 0;
+    cr_expect_eq(b.x.n_past, 3);
+    fx_unbind(&b);
+}
+
+/* With a profile, each op's time accumulates in the caller's arrays and
+ * each graph call is counted: 12 tokens are 3 prefill calls, then 2
+ * decode calls. */
+Test(exec, profiling_accumulates_per_op_nanoseconds)
+{
+    fx_bound_t b;
+    fx_bind(&b, 2);
+    uint64_t pre[2] = {0}, dec[2] = {0};
+    mica_cpu_profile_t prof = {{pre, dec}, {0}, {0}, 0};
+    mica_cpu_exec_set_profile(&b.x, &prof);
+    int32_t t[12] = {0};
+    cr_assert_eq(mica_cpu_exec_run(&b.x, t, 12, NULL, NULL), MICA_CPU_EXEC_OK);
+    cr_assert_eq(mica_cpu_exec_run(&b.x, t, 1, NULL, NULL), MICA_CPU_EXEC_OK);
+    cr_assert_eq(mica_cpu_exec_run(&b.x, t, 1, NULL, NULL), MICA_CPU_EXEC_OK);
+    cr_expect_eq(prof.calls[0], 3);
+    cr_expect_eq(prof.calls[1], 2);
+    cr_expect_gt(pre[1], 0);
+    cr_expect_gt(dec[1], 0);
+    mica_cpu_exec_set_profile(&b.x, NULL);
+    uint64_t before = pre[1];
+    cr_assert_eq(mica_cpu_exec_run(&b.x, t, 2, NULL, NULL), MICA_CPU_EXEC_OK);
+    cr_expect_eq(pre[1], before, "profiling off still wrote");
+    fx_unbind(&b);
 }
