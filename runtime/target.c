@@ -68,6 +68,32 @@ size_t mica_target_features_format(uint64_t bits, char *buf, size_t cap)
     return len;
 }
 
+bool mica_target_features_parse(const char *s, uint64_t *out_bits)
+{
+    uint64_t bits = 0;
+    if (!strcmp(s, "none") || !strcmp(s, "-")) {
+        *out_bits = 0;
+        return true;
+    }
+    for (const char *p = s;;) {
+        size_t n = strcspn(p, ",");
+        int found = -1;
+        for (int f = 0; f < MICA_TARGET_FEATURE_COUNT && found < 0; f++) {
+            const char *name = target_feature_names[f];
+            if (strlen(name) == n && !strncmp(p, name, n))
+                found = f;
+        }
+        if (found < 0)
+            return false;
+        bits |= MICA_TARGET_FEATURE_BIT(found);
+        if (!p[n])
+            break;
+        p += n + 1;
+    }
+    *out_bits = bits;
+    return true;
+}
+
 int32_t mica_target_core_count(const mica_target_t *t)
 {
     int32_t n = 0;
@@ -141,6 +167,11 @@ static mica_target_arch_t detect_isa(uint64_t *out_features)
     *out_features = f;
     return MICA_TARGET_ARCH_NONE;
 #endif
+}
+
+mica_target_arch_t mica_target_host_isa(uint64_t *out_features)
+{
+    return detect_isa(out_features);
 }
 
 /* Reads the first line of a small sysfs file into buf; false if absent. */

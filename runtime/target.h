@@ -132,6 +132,16 @@ mica_status_t mica_target_detect_host(mica_target_t *out, mica_diag_t *d);
  * which this CPU lacks". A detect row passes by construction. */
 mica_status_t mica_target_check_cpu(const mica_target_t *t, mica_diag_t *d);
 
+/* The running CPU's architecture (NONE when mica does not know it) and
+ * its feature bits in *out_features: what mica_target_check_cpu compares
+ * against. */
+mica_target_arch_t mica_target_host_isa(uint64_t *out_features);
+
+/* Parses a feature list as mica_target_features_format writes it
+ * ("dotprod,i8mm,fp16"; "none" or "-" for no bits) into *out_bits; false
+ * on an unknown or empty name. */
+bool mica_target_features_parse(const char *s, uint64_t *out_bits);
+
 /* Name of one feature ("dotprod"), NULL for a value outside the enum. */
 const char *mica_target_feature_name(mica_target_feature_t f);
 

@@ -13,8 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test_artifact.h"
+#include "test_run.h"
 #include "test_support.h"
 
+#include "device.h"
 #include "exec.h"
 #include "gguf_meta.h"
 #include "pool.h"
@@ -264,107 +267,13 @@ Test(pool, bad_counts_are_refused_and_release_takes_null)
 }
 
 /* ------------------------------------------------------------------------ */
-/* a model object in-process: logits a known function of the tokens          */
+/* the executor, over the fixture model compiled into this test              */
 
-/* The fixture's logits at position pos after tokens t[0..pos]: the token
- * h = sum_j t[j] * (j + 1) mod V scores 1, every other v scores
- * ((31 v + h) mod 97) / 97 - 1, in [-1, 0). Greedy decoding thus emits
- * h of the sequence so far. Both the fixture and this oracle follow that
- * definition; the fixture computes it through the state, the arena and the
- * pool, the oracle with plain loops. */
-enum { FX_VOCAB = 1000, FX_CONTEXT = 64, FX_CHUNK = 5, FX_PARTS = 7, FX_LOGITS_AT = 128 };
+#define FX_IN_PROCESS 1
+#define FX_VOCAB 1000
+#include "../data/runtime/fixture_model.c"
 
-static float oracle_logit(const int32_t *t, int32_t pos, int32_t v)
-{
-    uint64_t h = 0;
-    for (int32_t j = 0; j <= pos; j++)
-        h += (uint64_t)t[j] * (uint64_t)(j + 1);
-    h %= FX_VOCAB;
-    if ((uint64_t)v == h)
-        return 1.0f;
-    return (float)(((uint64_t)v * 31u + h) % 97u) / 97.0f - 1.0f;
-}
-
-typedef struct fx_run {
-    const mica_abi_env_t *env;
-    const mica_abi_args_t *args;
-    int32_t row0; /* first row computed */
-} fx_run_t;
-
-static void fx_logits_part(void *ctx, uint32_t part)
-{
-    const fx_run_t *r = ctx;
-    const int32_t *hist = (const int32_t *)r->env->states[0];
-    float *out = (float *)(r->env->arena + FX_LOGITS_AT);
-    int32_t v0 = (int32_t)(FX_VOCAB * part / FX_PARTS),
-            v1 = (int32_t)(FX_VOCAB * (part + 1) / FX_PARTS);
-    for (int32_t row = r->row0; row < r->args->n_tokens; row++) {
-        int32_t pos = r->args->n_past + row;
-        uint64_t h = 0;
-        for (int32_t j = 0; j <= pos; j++)
-            h += (uint64_t)hist[j] * (uint64_t)(j + 1);
-        h %= FX_VOCAB;
-        for (int32_t v = v0; v < v1; v++)
-            out[(size_t)row * FX_VOCAB + (size_t)v] =
-                (uint64_t)v == h ? 1.0f : (float)(((uint64_t)v * 31u + h) % 97u) / 97.0f - 1.0f;
-    }
-}
-
-static int fx_refuse; /* set by a test: the next run returns 1 */
-
-static int fx_run_graph(uint32_t graph, int32_t max_tokens, const mica_abi_env_t *env,
-                        const mica_abi_args_t *args)
-{
-    if (fx_refuse || args->n_tokens < 1 || args->n_tokens > max_tokens || args->n_past < 0 ||
-        args->n_past > FX_CONTEXT - args->n_tokens)
-        return 1;
-    if (env->trace)
-        env->trace(env->trace_ctx, graph, 0, 1);
-    int32_t *hist = (int32_t *)env->states[0];
-    for (int32_t i = 0; i < args->n_tokens; i++)
-        hist[args->n_past + i] = args->tokens[i];
-    if (env->trace) {
-        env->trace(env->trace_ctx, graph, 0, 0);
-        env->trace(env->trace_ctx, graph, 1, 1);
-    }
-    fx_run_t r = {env, args, args->logits_all ? 0 : args->n_tokens - 1};
-    env->parallel_for(env->pool, FX_PARTS, fx_logits_part, &r);
-    if (env->trace)
-        env->trace(env->trace_ctx, graph, 1, 0);
-    return 0;
-}
-
-static int fx_prefill(const mica_abi_env_t *env, const mica_abi_args_t *args)
-{
-    return fx_run_graph(0, FX_CHUNK, env, args);
-}
-
-static int fx_decode(const mica_abi_env_t *env, const mica_abi_args_t *args)
-{
-    return fx_run_graph(1, 1, env, args);
-}
-
-static const mica_abi_op_t fx_ops[2] = {
-    {"%1 store", "inline", 4, 0, 1.0, 1},
-    {"%2 logits", "inline", 4 * FX_VOCAB, FX_VOCAB, 2.0, FX_PARTS},
-};
-static const mica_abi_state_t fx_states[1] = {{"history", FX_CONTEXT * 4}};
-static const mica_abi_model_t fx_model = {
-    MICA_ABI_VERSION,
-    sizeof(mica_abi_model_t),
-    "fixture",
-    "x86_64",
-    0,
-    0,
-    64,
-    FX_LOGITS_AT + FX_CHUNK *FX_VOCAB * 4,
-    1,
-    fx_states,
-    FX_VOCAB,
-    FX_CONTEXT,
-    {fx_prefill, FX_CHUNK, FX_LOGITS_AT, FX_CHUNK, 2, fx_ops},
-    {fx_decode, 1, FX_LOGITS_AT, 1, 2, fx_ops},
-};
+#define HIT 2.0f
 
 typedef struct fx_bound {
     mica_cpu_pool_t *pool;
@@ -381,6 +290,9 @@ static void fx_bind(fx_bound_t *b, uint32_t threads)
     b->weights = aligned_alloc(64, 64);
     cr_assert(b->arena && b->state && b->weights);
     memset(b->state, 0, FX_CONTEXT * 4);
+    memset(b->weights, 0, 64);
+    const float hit = HIT;
+    memcpy(b->weights, &hit, sizeof hit);
     b->states[0] = b->state;
     mica_cpu_exec_init(&b->x, &fx_model, b->weights, b->arena, b->states, b->pool);
 }
@@ -393,6 +305,13 @@ static void fx_unbind(fx_bound_t *b)
     free(b->weights);
 }
 
+/* Row pos of the oracle into row[FX_VOCAB]. */
+static void oracle_row(const int32_t *t, int32_t pos, float *row)
+{
+    for (int32_t v = 0; v < FX_VOCAB; v++)
+        row[v] = mica_test_fx_logit(t, pos, v, FX_VOCAB, HIT);
+}
+
 /* Every row of a prompt of each length 1 .. 13 (below, at and above the
  * chunk, several chunks), on 1 to 3 threads, equals the oracle exactly; so
  * does the last row alone. */
@@ -400,7 +319,7 @@ Test(exec, prefill_rows_equal_the_oracle_for_any_length_and_threads)
 {
     mica_test_rng_t rng;
     mica_test_rng_seed(&rng, 11);
-    static float rows[13 * FX_VOCAB];
+    static float rows[13 * FX_VOCAB], want[FX_VOCAB];
     for (uint32_t threads = 1; threads <= 3; threads++) {
         fx_bound_t b;
         fx_bind(&b, threads);
@@ -412,17 +331,16 @@ Test(exec, prefill_rows_equal_the_oracle_for_any_length_and_threads)
             const float *last = NULL;
             cr_assert_eq(mica_cpu_exec_run(&b.x, t, n, rows, &last), MICA_CPU_EXEC_OK);
             cr_expect_eq(b.x.n_past, n);
-            for (int32_t p = 0; p < n; p++)
-                for (int32_t v = 0; v < FX_VOCAB; v++)
-                    cr_assert_eq(rows[(size_t)p * FX_VOCAB + v], oracle_logit(t, p, v),
-                                 "threads %u n %d row %d v %d", threads, n, p, v);
-            for (int32_t v = 0; v < FX_VOCAB; v++)
-                cr_assert_eq(last[v], oracle_logit(t, n - 1, v));
+            for (int32_t p = 0; p < n; p++) {
+                oracle_row(t, p, want);
+                cr_assert_eq(memcmp(rows + (size_t)p * FX_VOCAB, want, sizeof want), 0,
+                             "threads %u n %d row %d", threads, n, p);
+            }
+            cr_assert_eq(memcmp(last, want, sizeof want), 0);
             /* the same prompt without rows: only the last row, the same values */
             mica_cpu_exec_reset(&b.x);
             cr_assert_eq(mica_cpu_exec_run(&b.x, t, n, NULL, &last), MICA_CPU_EXEC_OK);
-            for (int32_t v = 0; v < FX_VOCAB; v++)
-                cr_assert_eq(last[v], oracle_logit(t, n - 1, v));
+            cr_assert_eq(memcmp(last, want, sizeof want), 0, "threads %u n %d", threads, n);
         }
         fx_unbind(&b);
     }
@@ -438,7 +356,7 @@ static int32_t argmax(const float *x, int32_t n)
 }
 
 /* A prompt, then greedy decode steps through the decode graph: each token
- * is the oracle's h of everything before it. */
+ * is the oracle's choice after everything before it. */
 Test(exec, greedy_decode_follows_the_oracle)
 {
     fx_bound_t b;
@@ -449,10 +367,7 @@ Test(exec, greedy_decode_follows_the_oracle)
     cr_assert_eq(mica_cpu_exec_run(&b.x, seq, n, NULL, &last), MICA_CPU_EXEC_OK);
     while (n < FX_CONTEXT) {
         int32_t next = argmax(last, FX_VOCAB);
-        uint64_t h = 0;
-        for (int32_t j = 0; j < n; j++)
-            h += (uint64_t)seq[j] * (uint64_t)(j + 1);
-        cr_assert_eq(next, (int32_t)(h % FX_VOCAB), "step %d", n);
+        cr_assert_eq(next, mica_test_fx_next(seq, n, FX_VOCAB), "step %d", n);
         seq[n] = next;
         cr_assert_eq(mica_cpu_exec_run(&b.x, &seq[n], 1, NULL, &last), MICA_CPU_EXEC_OK);
         n++;
@@ -491,7 +406,7 @@ Test(exec, profiling_accumulates_per_op_nanoseconds)
     fx_bound_t b;
     fx_bind(&b, 2);
     uint64_t pre[2] = {0}, dec[2] = {0};
-    mica_cpu_profile_t prof = {{pre, dec}, {0}, {0}, 0};
+    mica_cpu_profile_t prof = {.ns = {pre, dec}};
     mica_cpu_exec_set_profile(&b.x, &prof);
     int32_t t[12] = {0};
     cr_assert_eq(mica_cpu_exec_run(&b.x, t, 12, NULL, NULL), MICA_CPU_EXEC_OK);
@@ -506,4 +421,144 @@ Test(exec, profiling_accumulates_per_op_nanoseconds)
     cr_assert_eq(mica_cpu_exec_run(&b.x, t, 2, NULL, NULL), MICA_CPU_EXEC_OK);
     cr_expect_eq(pre[1], before, "profiling off still wrote");
     fx_unbind(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the loader                                                                */
+
+/* A good fixture artifact opens: the entry table, the weights, the
+ * tokenizer and the manifest's numbers are there; two opens coexist. */
+Test(loader, a_good_artifact_opens)
+{
+    char dir[] = "/tmp/mica-loader-XXXXXX";
+    mica_test_tmpdir_make(dir);
+    mica_test_fixture_artifact(dir, NULL);
+    mica_device_model_t *m = NULL, *m2 = NULL;
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_device_model_open(dir, &m, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_device_model_open(dir, &m2, &d), MICA_OK, "%s", d.msg);
+    cr_expect_eq(m->n_vocab, MICA_TEST_FX_VOCAB);
+    cr_expect_eq(m->context, MICA_TEST_FX_CONTEXT);
+    cr_expect_eq(m->chunk, MICA_TEST_FX_CHUNK);
+    cr_expect_eq(m->abi->abi_version, MICA_ABI_VERSION);
+    cr_expect_eq(m->weights.len, 64);
+    float hit;
+    memcpy(&hit, m->weights.ptr, sizeof hit);
+    cr_expect_eq(hit, MICA_TEST_FX_HIT);
+    cr_expect_eq(mica_tokenizer_n_tokens(m->tokenizer), 32000);
+    cr_expect_str_eq(m->target, "fixture");
+    cr_expect_gt(mica_test_mappings_of(dir), 0);
+    /* the session memory: arena and state aligned, the state zero */
+    mica_device_state_t st;
+    cr_assert_eq(mica_device_state_init(&st, m, &d), MICA_OK, "%s", d.msg);
+    cr_expect_eq((uintptr_t)st.arena % 64, 0);
+    cr_expect_eq((uintptr_t)st.states[0] % 64, 0);
+    for (int i = 0; i < MICA_TEST_FX_CONTEXT * 4; i++)
+        cr_assert_eq(st.states[0][i], 0);
+    memset(st.states[0], 0xab, MICA_TEST_FX_CONTEXT * 4);
+    mica_device_state_clear(&st);
+    for (int i = 0; i < MICA_TEST_FX_CONTEXT * 4; i++)
+        cr_assert_eq(st.states[0][i], 0, "clear left byte %d", i);
+    mica_device_state_deinit(&st);
+    mica_device_model_release(m2);
+    mica_device_model_release(m);
+    cr_expect_eq(mica_test_mappings_of(dir), 0, "something of %s is still mapped", dir);
+    mica_test_tmpdir_remove(dir);
+}
+
+/* One broken artifact: refused with the status, a message holding each of
+ * the needles, one line, and nothing of it mapped or open afterwards. */
+typedef struct refusal {
+    const char *what;
+    mica_test_fixture_t fx;
+    void (*damage)(const char *dir); /* after writing, or NULL */
+    mica_status_t status;
+    const char *needle[2];
+} refusal_t;
+
+static void flip_weights_byte(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/weights.bin", dir);
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 9, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+}
+
+static void truncate_weights(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/weights.bin", dir);
+    cr_assert_eq(truncate(path, 40), 0);
+}
+
+static void remove_tokenizer(const char *dir)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.gguf", dir);
+    cr_assert_eq(unlink(path), 0);
+}
+
+static void check_refusal(const refusal_t *r)
+{
+    char dir[] = "/tmp/mica-loader-XXXXXX";
+    mica_test_tmpdir_make(dir);
+    mica_test_fixture_artifact(dir, &r->fx);
+    if (r->damage)
+        r->damage(dir);
+    int fds = mica_test_open_fds();
+    mica_device_model_t *m = (mica_device_model_t *)&m;
+    mica_diag_t d = {0};
+    mica_status_t s = mica_device_model_open(dir, &m, &d);
+    cr_expect_eq(s, r->status, "%s: status %d (want %d): %s", r->what, s, r->status, d.msg);
+    cr_expect_null(m, "%s: a model on failure", r->what);
+    for (int i = 0; i < 2 && r->needle[i]; i++)
+        cr_expect(strstr(d.msg, r->needle[i]) != NULL, "%s: '%s' lacks '%s'", r->what, d.msg,
+                  r->needle[i]);
+    cr_expect_null(strchr(d.msg, '\n'), "%s: more than one line", r->what);
+    cr_expect_eq(mica_test_mappings_of(dir), 0, "%s: still mapped", r->what);
+    cr_expect_eq(mica_test_open_fds(), fds, "%s: a file left open", r->what);
+    mica_test_tmpdir_remove(dir);
+}
+
+Test(loader, broken_artifacts_are_refused_in_one_line_with_nothing_mapped)
+{
+#if defined(__x86_64__)
+    const char *lacking = "i8mm"; /* an aarch64 feature: no x86 CPU has it */
+    const char *foreign = "aarch64";
+#else
+    const char *lacking = "avx2";
+    const char *foreign = "x86_64";
+#endif
+    char needs[64], built[64];
+    snprintf(needs, sizeof needs, "which needs %s; this CPU lacks it", lacking);
+    snprintf(built, sizeof built, "(%s); this CPU is", foreign);
+    const refusal_t cases[] = {
+        {"abi version", {.cflags = "-DFX_ABI_VERSION=2"}, NULL, MICA_ERR_UNSUPPORTED,
+         {"model.so", "ABI version 2"}},
+        {"entry symbol", {.cflags = "-DFX_ENTRY=some_other_name"}, NULL, MICA_ERR_INVALID,
+         {"model.so", "no entry table"}},
+        {"short entry table", {.cflags = "-DFX_STRUCT_SIZE=16"}, NULL, MICA_ERR_UNSUPPORTED,
+         {"model.so", "entry table has 16 bytes"}},
+        {"weights of another compile", {.cflags = "-DFX_WEIGHTS_SUM_XOR=1"}, NULL,
+         MICA_ERR_INVALID, {"model.so", "another weights.bin"}},
+        {"edited weights", {0}, flip_weights_byte, MICA_ERR_INVALID,
+         {"weights.bin", "checksum"}},
+        {"truncated weights", {0}, truncate_weights, MICA_ERR_INVALID,
+         {"weights.bin has 40 bytes", "64"}},
+        {"missing file", {0}, remove_tokenizer, MICA_ERR_IO, {"tokenizer.gguf", "No such file"}},
+        {"format version", {.format = "mica-artifact 2"}, NULL, MICA_ERR_UNSUPPORTED,
+         {"manifest", "format version 2"}},
+        {"not an artifact", {.format = "hello"}, NULL, MICA_ERR_INVALID,
+         {"not a mica artifact", NULL}},
+        {"feature", {.features = lacking}, NULL, MICA_ERR_UNSUPPORTED,
+         {"built for fixture", needs}},
+        {"architecture", {.arch = foreign}, NULL, MICA_ERR_UNSUPPORTED, {"built for fixture", built}},
+        {"no model object", {.no_object = true}, NULL, MICA_ERR_UNSUPPORTED,
+         {"no model object", "--backend ref"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_refusal(&cases[i]);
 }
