@@ -41,6 +41,12 @@ void mica_generator_reset(mica_generator_t *g)
     g->pending = MICA_TOKEN_NULL;
 }
 
+void mica_generator_continue_from(mica_generator_t *g, const float *logits)
+{
+    g->logits = logits;
+    g->pending = MICA_TOKEN_NULL;
+}
+
 int32_t mica_generator_pending(const mica_generator_t *g)
 {
     return g->pending;

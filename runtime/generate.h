@@ -70,6 +70,11 @@ void mica_generator_deinit(mica_generator_t *g);
  * cache and the sampler). */
 void mica_generator_reset(mica_generator_t *g);
 
+/* Forgets the pending token and continues from logits (a row the model
+ * owns, valid until its next call): for a caller that ran the model itself
+ * (all rows of a prompt for a tool, say). */
+void mica_generator_continue_from(mica_generator_t *g, const float *logits);
+
 /* Runs the pending token, then tokens[0..n) in one eval call, recording
  * them as recent for the sampler's repetition penalty. n == 0 runs only the
  * pending token. */

@@ -22,7 +22,7 @@ struct mica_sampler {
 
 mica_sampler_params_t mica_sampler_params_default(void)
 {
-    mica_sampler_params_t p = {0.8f, 40, 0.95f, 1.0f, 64, 42};
+    mica_sampler_params_t p = {0.8f, 40, 0.95f, 1.0f, 64, 42, 0.0f};
     return p;
 }
 
@@ -41,6 +41,8 @@ mica_status_t mica_sampler_create(int32_t n_vocab, const mica_sampler_params_t *
         return mica_diag_set(d, MICA_ERR_INVALID, "sampler: vocabulary of %d tokens", n_vocab);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return mica_diag_set(d, MICA_ERR_INVALID, "top-p must be in (0, 1], got %g", p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return mica_diag_set(d, MICA_ERR_INVALID, "min-p must be in [0, 1], got %g", p->min_p);
     if (!(p->repeat_penalty > 0.0f))
         return mica_diag_set(d, MICA_ERR_INVALID, "repeat penalty must be > 0, got %g",
                              p->repeat_penalty);
@@ -201,6 +203,13 @@ int32_t mica_sampler_sample(mica_sampler_t *s, const float *logits)
                     break;
                 }
             }
+        }
+        if (s->p.min_p > 0.0f) {
+            /* probs[0] is the likeliest (exp(0) = 1): keep probs[i] >= min_p */
+            int32_t k = 1;
+            while (k < keep && s->probs[k] >= (double)s->p.min_p)
+                k++;
+            keep = k;
         }
         double total = 0;
         for (int32_t i = 0; i < keep; i++)

@@ -20,16 +20,19 @@ typedef struct mica_sampler_params {
     float repeat_penalty;     /* 1 = off; > 1 discourages recent tokens */
     int32_t repeat_last_n;    /* how many recent tokens the penalty sees */
     uint64_t seed;
+    float min_p; /* in [0, 1]: after top-p, drop tokens whose probability is below
+                    min_p times the likeliest one's; 0 keeps all */
 } mica_sampler_params_t;
 
-/* Defaults: temperature 0.8, top_k 40, top_p 0.95, no repetition penalty
- * (repeat_last_n 64), seed 42. */
+/* Defaults: temperature 0.8, top_k 40, top_p 0.95, min_p 0 (off), no
+ * repetition penalty (repeat_last_n 64), seed 42. */
 mica_sampler_params_t mica_sampler_params_default(void);
 
 typedef struct mica_sampler mica_sampler_t;
 
 /* Creates a sampler for n_vocab logits (caller releases). Fails on a bad
- * setting (top_p outside (0, 1], penalty <= 0, n_vocab < 1). */
+ * setting (top_p outside (0, 1], min_p outside [0, 1], penalty <= 0,
+ * n_vocab < 1). */
 mica_status_t mica_sampler_create(int32_t n_vocab, const mica_sampler_params_t *p,
                                   mica_sampler_t **out_sampler, mica_diag_t *d);
 void mica_sampler_release(mica_sampler_t *s);

@@ -1,0 +1,375 @@
+/* The public C API (runtime/mica.h) over the fixture model object (logits
+ * a known function of the tokens, tests/data/runtime/fixture_model.c):
+ * greedy generation against that function, every row of an eval, the
+ * pending last token, stops, resets, a full context, min-p, profiles and
+ * two sessions in two threads. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mica.h"
+#include "test_artifact.h"
+#include "test_run.h"
+#include "test_support.h"
+
+#define V MICA_TEST_FX_VOCAB
+
+static char fx_dir[] = "/tmp/mica-api-XXXXXX";
+
+static void make_fixture(void)
+{
+    mica_test_tmpdir_make(fx_dir);
+    mica_test_fixture_artifact(fx_dir, NULL);
+}
+
+static void remove_fixture(void)
+{
+    mica_test_tmpdir_remove(fx_dir);
+}
+
+static mica_model_t *open_fixture(void)
+{
+    mica_model_t *m = NULL;
+    mica_error_t err;
+    cr_assert_eq(mica_model_open(fx_dir, &m, &err), MICA_STATUS_OK, "%s", err.message);
+    return m;
+}
+
+static mica_session_t *greedy_session(const mica_model_t *m, int32_t threads)
+{
+    mica_session_params_t p = mica_session_params_default();
+    p.temperature = 0.0f;
+    p.n_threads = threads;
+    mica_session_t *s = NULL;
+    mica_error_t err;
+    cr_assert_eq(mica_session_create(m, &p, &s, &err), MICA_STATUS_OK, "%s", err.message);
+    return s;
+}
+
+/* What a generate call hands to its callback. */
+typedef struct got {
+    int32_t tokens[256];
+    int n;
+    int stop_after; /* 0: never */
+    size_t bytes;
+} got_t;
+
+static int collect(const char *piece, size_t len, int32_t token, void *user)
+{
+    got_t *g = user;
+    (void)piece;
+    g->bytes += len;
+    if (token < 0)
+        return 0;
+    cr_assert_lt(g->n, 256);
+    g->tokens[g->n++] = token;
+    return g->stop_after && g->n >= g->stop_after;
+}
+
+/* The oracle's greedy continuation of prompt[0..n) by k tokens into out. */
+static void oracle_continue(const int32_t *prompt, int n, int k, int32_t *out)
+{
+    int32_t seq[MICA_TEST_FX_CONTEXT];
+    memcpy(seq, prompt, (size_t)n * sizeof *seq);
+    for (int i = 0; i < k; i++) {
+        seq[n + i] = mica_test_fx_next(seq, n + i, V);
+        out[i] = seq[n + i];
+    }
+}
+
+TestSuite(api, .init = make_fixture, .fini = remove_fixture);
+
+Test(api, model_facts_and_a_refusal_naming_the_path)
+{
+    mica_model_t *m = open_fixture();
+    cr_expect_eq(mica_model_n_vocab(m), V);
+    cr_expect_eq(mica_model_context(m), MICA_TEST_FX_CONTEXT);
+    cr_expect_str_eq(mica_model_target(m), "fixture");
+    mica_model_release(m);
+    mica_model_release(NULL);
+
+    mica_model_t *none = (mica_model_t *)&none;
+    mica_error_t err;
+    int s = mica_model_open("/nonexistent/artifact", &none, &err);
+    cr_expect_eq(s, MICA_STATUS_IO);
+    cr_expect_eq(err.status, s);
+    cr_expect_null(none);
+    cr_expect(strstr(err.message, "/nonexistent/artifact: manifest") == err.message, "%s",
+              err.message);
+    cr_expect(strstr(err.message, "No such file") != NULL, "%s", err.message);
+}
+
+/* Greedy text after a prompt is the oracle's continuation, on 1 to 3
+ * threads; the cache holds the prompt and every token but the last, which
+ * runs with whatever comes next. */
+Test(api, greedy_generation_follows_the_model)
+{
+    mica_model_t *m = open_fixture();
+    const int32_t prompt[] = {1, 450, 4996, 17354, 1701};
+    int32_t want[20];
+    oracle_continue(prompt, 5, 20, want);
+    for (int32_t threads = 1; threads <= 3; threads++) {
+        mica_session_t *s = greedy_session(m, threads);
+        mica_error_t err;
+        cr_assert_eq(mica_session_append_tokens(s, prompt, 5, &err), 0, "%s", err.message);
+        cr_expect_eq(mica_session_n_past(s), 5);
+        got_t g = {0};
+        int32_t n_gen = -1;
+        cr_assert_eq(mica_session_generate(s, 12, collect, &g, &n_gen, &err), 0, "%s", err.message);
+        cr_expect_eq(n_gen, 12);
+        cr_expect_eq(g.n, 12);
+        cr_expect_eq(mica_session_n_past(s), 5 + 11, "the last token is pending");
+        /* generating on continues where it stopped */
+        cr_assert_eq(mica_session_generate(s, 8, collect, &g, NULL, &err), 0, "%s", err.message);
+        cr_expect_eq(memcmp(g.tokens, want, 20 * sizeof *want), 0, "threads %d", threads);
+        mica_session_release(s);
+    }
+    mica_model_release(m);
+}
+
+/* The callback's stop keeps the stopping token; append runs it first. */
+Test(api, stop_and_append_keep_everything_passed_on)
+{
+    mica_model_t *m = open_fixture();
+    mica_session_t *s = greedy_session(m, 2);
+    mica_error_t err;
+    const int32_t prompt[] = {1, 2, 3};
+    cr_assert_eq(mica_session_append_tokens(s, prompt, 3, &err), 0, "%s", err.message);
+    got_t g = {.stop_after = 4};
+    int32_t n_gen = 0;
+    cr_assert_eq(mica_session_generate(s, 50, collect, &g, &n_gen, &err), 0, "%s", err.message);
+    cr_expect_eq(n_gen, 4);
+    const int32_t more[] = {7, 8};
+    cr_assert_eq(mica_session_append_tokens(s, more, 2, &err), 0, "%s", err.message);
+    cr_expect_eq(mica_session_n_past(s), 3 + 4 + 2);
+    got_t g2 = {0};
+    cr_assert_eq(mica_session_generate(s, 1, collect, &g2, NULL, &err), 0, "%s", err.message);
+    int32_t seq[9] = {1, 2, 3, g.tokens[0], g.tokens[1], g.tokens[2], g.tokens[3], 7, 8};
+    int32_t want[4];
+    oracle_continue(prompt, 3, 4, want);
+    cr_expect_eq(memcmp(g.tokens, want, sizeof want), 0);
+    cr_expect_eq(g2.tokens[0], mica_test_fx_next(seq, 9, V));
+    mica_session_release(s);
+    mica_model_release(m);
+}
+
+/* eval writes every row, each the model's function of the tokens so far,
+ * and generation continues from its last row. */
+Test(api, eval_writes_every_row)
+{
+    mica_model_t *m = open_fixture();
+    mica_session_t *s = greedy_session(m, 2);
+    mica_error_t err;
+    const int32_t t[12] = {5, 9, 31999, 0, 77, 1234, 4, 4, 4, 8, 100, 2};
+    float *rows = malloc(12 * (size_t)V * sizeof *rows);
+    cr_assert_not_null(rows);
+    cr_assert_eq(mica_session_eval(s, t, 12, rows, &err), 0, "%s", err.message);
+    for (int p = 0; p < 12; p++)
+        for (int v = 0; v < V; v += 97)
+            cr_assert_eq(rows[(size_t)p * V + v], mica_test_fx_logit(t, p, v, V, MICA_TEST_FX_HIT),
+                         "row %d v %d", p, v);
+    const float *last = mica_session_logits(s);
+    cr_assert_not_null(last);
+    cr_expect_eq(memcmp(last, rows + 11 * (size_t)V, (size_t)V * sizeof *rows), 0);
+    got_t g = {0};
+    cr_assert_eq(mica_session_generate(s, 1, collect, &g, NULL, &err), 0, "%s", err.message);
+    cr_expect_eq(g.tokens[0], mica_test_fx_next(t, 12, V));
+    free(rows);
+    mica_session_release(s);
+    mica_model_release(m);
+}
+
+/* Bad tokens and a full context are refused and change nothing; reset
+ * empties the cache and reseeds the sampler. */
+Test(api, refusals_reset_and_a_full_context)
+{
+    mica_model_t *m = open_fixture();
+    mica_session_t *s = greedy_session(m, 1);
+    mica_error_t err;
+    got_t g = {0};
+    cr_expect_eq(mica_session_generate(s, 4, collect, &g, NULL, &err), MICA_STATUS_INVALID,
+                 "generate before any prompt");
+    const int32_t bad[] = {3, V};
+    cr_expect_eq(mica_session_append_tokens(s, bad, 2, &err), MICA_STATUS_INVALID);
+    cr_expect(strstr(err.message, "outside the vocabulary") != NULL, "%s", err.message);
+    cr_expect_eq(mica_session_n_past(s), 0);
+    int32_t fill[MICA_TEST_FX_CONTEXT + 1] = {0};
+    cr_expect_eq(mica_session_append_tokens(s, fill, MICA_TEST_FX_CONTEXT + 1, &err),
+                 MICA_STATUS_RANGE);
+    cr_expect(strstr(err.message, "context") != NULL, "%s", err.message);
+    cr_assert_eq(mica_session_append_tokens(s, fill, MICA_TEST_FX_CONTEXT - 3, &err), 0, "%s",
+                 err.message);
+    /* three more fit: the generate that passes on a fourth runs out */
+    int32_t n_gen = 0;
+    int st = mica_session_generate(s, 10, collect, &g, &n_gen, &err);
+    cr_expect_eq(st, MICA_STATUS_RANGE, "%s", err.message);
+    cr_expect_eq(n_gen, 4);
+    cr_expect_eq(mica_session_n_past(s), MICA_TEST_FX_CONTEXT);
+    mica_session_reset(s);
+    cr_expect_eq(mica_session_n_past(s), 0);
+    cr_expect_null(mica_session_logits(s));
+    const int32_t prompt[] = {9, 9};
+    got_t g2 = {0};
+    cr_assert_eq(mica_session_append_tokens(s, prompt, 2, &err), 0, "%s", err.message);
+    cr_assert_eq(mica_session_generate(s, 3, collect, &g2, NULL, &err), 0, "%s", err.message);
+    int32_t want[3];
+    oracle_continue(prompt, 2, 3, want);
+    cr_expect_eq(memcmp(g2.tokens, want, sizeof want), 0, "after reset");
+    mica_session_release(s);
+    mica_model_release(m);
+}
+
+/* With min_p = 1 only the likeliest token survives, whatever the
+ * temperature: sampling is then the greedy choice. */
+Test(api, min_p_one_samples_the_likeliest)
+{
+    mica_model_t *m = open_fixture();
+    mica_session_params_t p = mica_session_params_default();
+    p.temperature = 1.5f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 1.0f;
+    mica_session_t *s = NULL;
+    mica_error_t err;
+    cr_assert_eq(mica_session_create(m, &p, &s, &err), 0, "%s", err.message);
+    const int32_t prompt[] = {42};
+    cr_assert_eq(mica_session_append_tokens(s, prompt, 1, &err), 0, "%s", err.message);
+    got_t g = {0};
+    cr_assert_eq(mica_session_generate(s, 16, collect, &g, NULL, &err), 0, "%s", err.message);
+    int32_t want[16];
+    oracle_continue(prompt, 1, 16, want);
+    cr_expect_eq(memcmp(g.tokens, want, sizeof want), 0);
+    mica_session_release(s);
+    p.min_p = 1.5f;
+    cr_expect_eq(mica_session_create(m, &p, &s, &err), MICA_STATUS_INVALID);
+    cr_expect_null(s);
+    p.min_p = 0.0f;
+    p.n_threads = -1;
+    cr_expect_eq(mica_session_create(m, &p, &s, &err), MICA_STATUS_INVALID);
+    mica_model_release(m);
+}
+
+/* Text in, text out: the tokenizer is the artifact's, the pieces are the
+ * tokens' text. */
+Test(api, text_appends_through_the_tokenizer)
+{
+    mica_model_t *m = open_fixture();
+    mica_error_t err;
+    int32_t ids[64];
+    size_t n = 0;
+    cr_assert_eq(
+        mica_model_tokenize(m, "Hello world", 11, MICA_TOKENIZE_ADD_SPECIAL, ids, 64, &n, &err), 0,
+        "%s", err.message);
+    cr_assert_gt(n, 1);
+    cr_expect_eq(ids[0], 1, "BOS of the llama vocabulary");
+    char text[64];
+    size_t len = 0;
+    cr_assert_eq(mica_model_detokenize(m, ids + 1, n - 1, text, sizeof text, &len, &err), 0, "%s",
+                 err.message);
+    cr_expect_eq(len, 12);
+    cr_expect_eq(memcmp(text, " Hello world", 12), 0, "%.*s", (int)len, text);
+    size_t small = 0;
+    int32_t one[1];
+    cr_expect_eq(mica_model_tokenize(m, "Hello world", 11, 0, one, 1, &small, &err),
+                 MICA_STATUS_RANGE);
+    cr_expect_eq(small, n - 1);
+
+    mica_session_t *s = greedy_session(m, 1);
+    cr_assert_eq(mica_session_append_text(s, "Hello world", 11, MICA_TOKENIZE_ADD_SPECIAL, &err), 0,
+                 "%s", err.message);
+    cr_expect_eq(mica_session_n_past(s), (int32_t)n);
+    got_t g = {0};
+    cr_assert_eq(mica_session_generate(s, 5, collect, &g, NULL, &err), 0, "%s", err.message);
+    int32_t want[5];
+    oracle_continue(ids, (int)n, 5, want);
+    cr_expect_eq(g.n, 5);
+    cr_expect_eq(memcmp(g.tokens, want, sizeof want), 0);
+    mica_session_release(s);
+    mica_model_release(m);
+}
+
+Test(api, profile_counts_calls_and_time_per_op)
+{
+    mica_model_t *m = open_fixture();
+    mica_session_t *s = greedy_session(m, 2);
+    mica_error_t err;
+    cr_assert_eq(mica_session_profile_enable(s, 1, &err), 0, "%s", err.message);
+    const int32_t t[12] = {0};
+    cr_assert_eq(mica_session_append_tokens(s, t, 12, &err), 0, "%s", err.message);
+    got_t g = {0};
+    cr_assert_eq(mica_session_generate(s, 4, collect, &g, NULL, &err), 0, "%s", err.message);
+    uint32_t n_ops = 0;
+    uint64_t calls = 0;
+    cr_assert_eq(mica_session_profile_op(s, 0, 0, NULL, &n_ops, &calls, &err), 0);
+    cr_expect_eq(n_ops, 2);
+    cr_expect_eq(calls, 3, "12 prompt tokens in chunks of 5");
+    cr_assert_eq(mica_session_profile_op(s, 1, 0, NULL, NULL, &calls, &err), 0);
+    cr_expect_eq(calls, 3, "4 tokens generated, the last pending");
+    mica_op_profile_t op;
+    cr_assert_eq(mica_session_profile_op(s, 1, 1, &op, NULL, NULL, &err), 0);
+    cr_expect_str_eq(op.label, "%2 logits");
+    cr_expect_eq(op.n_parts, 7);
+    cr_expect_gt(op.measured_ns, 0);
+    cr_expect_eq(mica_session_profile_op(s, 1, 2, &op, NULL, NULL, &err), MICA_STATUS_RANGE);
+    cr_expect_eq(mica_session_profile_op(s, 2, 0, &op, NULL, NULL, &err), MICA_STATUS_RANGE);
+    mica_session_release(s);
+    mica_model_release(m);
+}
+
+/* Two sessions of one model in two threads at once: each generates what
+ * one session alone does (no state is shared but the read-only model). */
+typedef struct job {
+    const mica_model_t *model;
+    int32_t prompt[3];
+    got_t got;
+    int status;
+} job_t;
+
+static void *run_job(void *arg)
+{
+    job_t *j = arg;
+    mica_session_params_t p = mica_session_params_default();
+    p.temperature = 0.0f;
+    p.n_threads = 2;
+    mica_session_t *s = NULL;
+    mica_error_t err;
+    j->status = mica_session_create(j->model, &p, &s, &err);
+    for (int round = 0; round < 20 && j->status == 0; round++) {
+        mica_session_reset(s);
+        j->got.n = 0;
+        j->status = mica_session_append_tokens(s, j->prompt, 3, &err);
+        if (j->status == 0)
+            j->status = mica_session_generate(s, 40, collect, &j->got, NULL, &err);
+    }
+    mica_session_release(s);
+    return NULL;
+}
+
+Test(api, two_sessions_in_two_threads_match_one)
+{
+    mica_model_t *m = open_fixture();
+    job_t jobs[2] = {{.model = m, .prompt = {1, 2, 3}, .status = -1},
+                     {.model = m, .prompt = {4000, 17, 9}, .status = -1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, run_job, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(jobs[i].status, 0, "session %d failed", i);
+        cr_assert_eq(jobs[i].got.n, 40);
+        /* alone, in this thread */
+        job_t alone = {.model = m, .status = -1};
+        memcpy(alone.prompt, jobs[i].prompt, sizeof alone.prompt);
+        run_job(&alone);
+        cr_assert_eq(alone.status, 0);
+        cr_expect_eq(memcmp(alone.got.tokens, jobs[i].got.tokens, 40 * sizeof(int32_t)), 0,
+                     "session %d differs from one alone", i);
+        int32_t want[40];
+        oracle_continue(jobs[i].prompt, 3, 40, want);
+        cr_expect_eq(memcmp(want, jobs[i].got.tokens, sizeof want), 0);
+    }
+    mica_model_release(m);
+}
