@@ -2,12 +2,17 @@
  * a known function of the tokens, tests/data/runtime/fixture_model.c):
  * greedy generation against that function, every row of an eval, the
  * pending last token, stops, resets, a full context, min-p, profiles and
- * two sessions in two threads. */
+ * two sessions in two threads; and the example program, built in the tree
+ * and against an installed tree (find_package(mica) and pkg-config). */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "mica.h"
 #include "test_artifact.h"
@@ -372,4 +377,127 @@ Test(api, two_sessions_in_two_threads_match_one)
         cr_expect_eq(memcmp(want, jobs[i].got.tokens, sizeof want), 0);
     }
     mica_model_release(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the example, built here and against an installed tree                     */
+
+#define SOURCE_DIR MICA_TEST_DATA_DIR "/../.."
+#define EXAMPLE SOURCE_DIR "/tools/examples/mica_example.c"
+
+/* Runs a shell command, its output into log; fails the test unless it
+ * exits 0. */
+static void sh(const char *log, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[8400];
+    snprintf(full, sizeof full, "(%s) > '%s' 2>&1", cmd, log);
+    int rc = system(full);
+    char *out = mica_test_read_file(log, NULL);
+    cr_assert_eq(rc, 0, "'%s' failed:\n%s", cmd, out ? out : "");
+    free(out);
+}
+
+/* What the example prints for the prompt: the oracle's greedy tokens after
+ * it, as text, and a newline. */
+static char *expected_text(const char *artifact, const char *prompt, int n_gen)
+{
+    mica_model_t *m = NULL;
+    mica_error_t err;
+    cr_assert_eq(mica_model_open(artifact, &m, &err), 0, "%s", err.message);
+    int32_t ids[64], gen[64];
+    size_t n = 0;
+    cr_assert_eq(mica_model_tokenize(m, prompt, strlen(prompt), MICA_TOKENIZE_ADD_SPECIAL, ids, 64,
+                                     &n, &err),
+                 0);
+    oracle_continue(ids, (int)n, n_gen, gen);
+    char *text = calloc(4096, 1);
+    size_t len = 0;
+    cr_assert_eq(mica_model_detokenize(m, gen, (size_t)n_gen, text, 4094, &len, &err), 0);
+    text[len] = '\n';
+    mica_model_release(m);
+    return text;
+}
+
+static void expect_output(const char *dir, const char *program, const char *artifact,
+                          const char *want)
+{
+    char log[600];
+    snprintf(log, sizeof log, "%s/run.log", dir);
+    char out[600];
+    snprintf(out, sizeof out, "%s/run.out", dir);
+    sh(log, "'%s' '%s' 'Hello world' -n 6 -t 2 > '%s'", program, artifact, out);
+    char *got = mica_test_read_file(out, NULL);
+    cr_assert_not_null(got);
+    cr_expect_str_eq(got, want, "%s printed something else", program);
+    free(got);
+}
+
+Test(install, the_example_builds_against_an_installed_tree_and_runs)
+{
+    char dir[] = "/tmp/mica-install-XXXXXX";
+    mica_test_tmpdir_make(dir);
+    char art[600], prefix[600], app[600], log[600];
+    snprintf(art, sizeof art, "%s/artifact", dir);
+    snprintf(prefix, sizeof prefix, "%s/prefix", dir);
+    snprintf(app, sizeof app, "%s/app", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    cr_assert_eq(mkdir(art, 0755), 0);
+    cr_assert_eq(mkdir(app, 0755), 0);
+    mica_test_fixture_artifact(art, NULL);
+    char *want = expected_text(art, "Hello world", 6);
+
+    /* the example as the build made it */
+    expect_output(dir, MICA_BINARY_DIR "/tools/mica_example", art, want);
+
+    /* installed: libmica.a, mica.h and nothing else the app needs */
+    sh(log, "cmake --install '%s' --prefix '%s'", MICA_BINARY_DIR, prefix);
+    char hdr[700];
+    snprintf(hdr, sizeof hdr, "%s/include/mica.h", prefix);
+    cr_expect_eq(access(hdr, R_OK), 0);
+
+    /* a CMake project with find_package(mica) */
+    char path[700];
+    snprintf(path, sizeof path, "%s/CMakeLists.txt", app);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "cmake_minimum_required(VERSION 3.20)\nproject(app C)\n"
+            "find_package(mica 0.1 REQUIRED)\nadd_executable(app \"%s\")\n"
+            "target_link_libraries(app PRIVATE mica::mica)\n",
+            EXAMPLE);
+    cr_assert_eq(fclose(f), 0);
+    sh(log, "cmake -S '%s' -B '%s/build' -DCMAKE_PREFIX_PATH='%s' -DCMAKE_BUILD_TYPE=Release", app,
+       app, prefix);
+    sh(log, "cmake --build '%s/build'", app);
+    snprintf(path, sizeof path, "%s/build/app", app);
+    expect_output(dir, path, art, want);
+
+    /* the same with pkg-config */
+    snprintf(path, sizeof path, "%s/app-pc", dir);
+    sh(log,
+       "cc -std=c11 -O1 -o '%s' '%s' $(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags "
+       "--libs mica)",
+       path, EXAMPLE, prefix);
+    expect_output(dir, path, art, want);
+
+    /* a broken artifact: one line, exit 1 */
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/nothing-here", dir);
+    mica_test_result_t r = {0};
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' '%s' hi > '%s/o' 2> '%s/e'", path, bad, dir, dir);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "exit %d", rc);
+    snprintf(cmd, sizeof cmd, "%s/e", dir);
+    r.err = mica_test_read_file(cmd, NULL);
+    r.out = strdup("");
+    mica_test_expect_one_line(&r, "nothing-here: manifest");
+    mica_test_result_free(&r);
+    free(want);
+    mica_test_tmpdir_remove(dir);
 }
