@@ -12,6 +12,7 @@
 #include "device.h"
 #include "exec.h"
 #include "generate.h"
+#include "mica_internal.h"
 #include "pool.h"
 #include "sampler.h"
 
@@ -53,20 +54,39 @@ static int ok(mica_error_t *out)
 /* ------------------------------------------------------------------------ */
 /* models                                                                    */
 
-int mica_model_open(const char *path, mica_model_t **out_model, mica_error_t *out_error)
+mica_status_t mica_model_open_diag(const char *path, mica_model_t **out_model, mica_diag_t *d)
 {
     *out_model = NULL;
-    mica_diag_t d = {0};
     mica_model_t *m = calloc(1, sizeof *m);
-    if (!m) {
-        mica_diag_set(&d, MICA_ERR_NOMEM, "out of memory");
-    } else if (mica_device_model_open(path, &m->dm, &d) == MICA_OK) {
-        *out_model = m;
-        return ok(out_error);
+    if (!m)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    mica_status_t s = mica_device_model_open(path, &m->dm, d);
+    if (s != MICA_OK) {
+        free(m);
+        return s;
     }
-    free(m);
+    *out_model = m;
+    return MICA_OK;
+}
+
+int mica_model_open(const char *path, mica_model_t **out_model, mica_error_t *out_error)
+{
+    mica_diag_t d = {0};
+    if (mica_model_open_diag(path, out_model, &d) == MICA_OK)
+        return ok(out_error);
     mica_diag_prefix(&d, "%s", path);
     return fail(&d, out_error);
+}
+
+const mica_tokenizer_t *mica_model_tokenizer(const mica_model_t *model)
+{
+    return model->dm->tokenizer;
+}
+
+const char *mica_model_chat_template(const mica_model_t *model, size_t *out_len)
+{
+    *out_len = model->dm->chat_template_len;
+    return model->dm->chat_template;
 }
 
 void mica_model_release(mica_model_t *model)
@@ -260,22 +280,28 @@ void mica_session_release(mica_session_t *s)
     free(s);
 }
 
+/* check_tokens, counting the pending token that runs first. */
+static mica_status_t check_room(const mica_session_t *s, const int32_t *tokens, size_t n,
+                                mica_diag_t *d)
+{
+    MICA_TRY(check_tokens(s, tokens, n, d));
+    int32_t context = s->model->dm->context;
+    if (mica_generator_pending(&s->gen) != MICA_TOKEN_NULL &&
+        (int64_t)s->exec.n_past + 1 + (int64_t)n > (int64_t)context)
+        return mica_diag_set(d, MICA_ERR_RANGE,
+                             "the context is full: %d tokens cached, the last generated one and "
+                             "%zu more do not fit in %d",
+                             s->exec.n_past, n, context);
+    return MICA_OK;
+}
+
 int mica_session_append_tokens(mica_session_t *s, const int32_t *tokens, size_t n,
                                mica_error_t *out_error)
 {
     mica_diag_t d = {0};
-    int32_t pending = mica_generator_pending(&s->gen);
-    if (n > 0) {
-        /* checked before the pending token runs, so a refusal changes nothing */
-        mica_status_t st = check_tokens(s, tokens, n, &d);
-        if (st == MICA_OK && pending != MICA_TOKEN_NULL &&
-            s->exec.n_past + 1 + (int64_t)n > (int64_t)s->model->dm->context)
-            st = mica_diag_set(&d, MICA_ERR_RANGE, "the context is full: %d tokens do not fit",
-                               s->model->dm->context);
-        if (st != MICA_OK)
-            return fail(&d, out_error);
-    }
-    if (mica_generator_feed(&s->gen, tokens, n, &d) != MICA_OK)
+    /* checked before the pending token runs, so a refusal changes nothing */
+    if ((n > 0 && check_room(s, tokens, n, &d) != MICA_OK) ||
+        mica_generator_feed(&s->gen, tokens, n, &d) != MICA_OK)
         return fail(&d, out_error);
     return ok(out_error);
 }
@@ -348,9 +374,9 @@ int mica_session_eval(mica_session_t *s, const int32_t *tokens, size_t n, float 
                       mica_error_t *out_error)
 {
     mica_diag_t d = {0};
-    mica_status_t st = check_tokens(s, tokens, n, &d);
-    if (st == MICA_OK && mica_generator_pending(&s->gen) != MICA_TOKEN_NULL)
-        st = mica_generator_feed(&s->gen, NULL, 0, &d);
+    mica_status_t st = check_room(s, tokens, n, &d);
+    if (st == MICA_OK)
+        st = mica_generator_feed(&s->gen, NULL, 0, &d); /* the pending token, if any */
     if (st == MICA_OK)
         st = run_tokens(s, tokens, n, out_logits, &d);
     if (st != MICA_OK)

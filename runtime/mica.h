@@ -184,8 +184,10 @@ int32_t mica_session_n_past(const mica_session_t *session);
 
 /* For tools (mica run --dump-logits, perplexity): runs tokens[0..n) after
  * what the session holds and writes the logits of every one of them to
- * out_logits, n * mica_model_n_vocab(model) floats, row-major. The
- * sampler does not see them. Failures as mica_session_append_tokens. */
+ * out_logits, n * mica_model_n_vocab(model) floats, row-major; with
+ * out_logits NULL only the last row is computed (mica_session_logits).
+ * The sampler does not see the tokens; generate continues after them.
+ * Failures as mica_session_append_tokens. */
 int mica_session_eval(mica_session_t *session, const int32_t *tokens, size_t n, float *out_logits,
                       mica_error_t *out_error);
 

@@ -520,6 +520,14 @@ static void check_refusal(const refusal_t *r)
     cr_expect_null(strchr(d.msg, '\n'), "%s: more than one line", r->what);
     cr_expect_eq(mica_test_mappings_of(dir), 0, "%s: still mapped", r->what);
     cr_expect_eq(mica_test_open_fds(), fds, "%s: a file left open", r->what);
+    /* the command says the same in one line and exits 1 */
+    mica_test_result_t res =
+        mica_test_mica(dir, "run", dir, "--backend", "cpu", "-p", "hi", "-n", "1", NULL);
+    cr_expect_eq(res.status, 1, "%s: mica run exits %d", r->what, res.status);
+    mica_test_expect_one_line(&res, r->needle[0]);
+    if (r->needle[1])
+        cr_expect(strstr(res.err, r->needle[1]) != NULL, "%s: %s", r->what, res.err);
+    mica_test_result_free(&res);
     mica_test_tmpdir_remove(dir);
 }
 

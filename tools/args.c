@@ -33,9 +33,10 @@ bool mica_arg_float(const char *s, double lo, double hi, double *out)
 int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_sampler_params_t *p)
 {
     const char *a = argv[*i];
-    static const char *const names[] = {"--temp", "--top-k", "--top-p", "--repeat-penalty", "--seed"};
+    static const char *const names[] = {"--temp", "--top-k",  "--top-p", "--repeat-penalty",
+                                        "--seed", "--min-p"};
     int which = -1;
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 6; k++)
         if (!strcmp(a, names[k]))
             which = k;
     if (which < 0)
@@ -72,6 +73,11 @@ int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_samp
         if (!mica_arg_int(v, 0, INT64_MAX, &n))
             break;
         p->seed = (uint64_t)n;
+        return 1;
+    case 5:
+        if (!mica_arg_float(v, 0, 1, &x))
+            break;
+        p->min_p = (float)x;
         return 1;
     }
     mica_cli_usage(verb, "bad value '%s' for %s", v, a);

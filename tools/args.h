@@ -13,7 +13,7 @@ bool mica_arg_float(const char *s, double lo, double hi, double *out);
 
 #include "sampler.h"
 
-/* If argv[*i] is a sampling option (--temp, --top-k, --top-p,
+/* If argv[*i] is a sampling option (--temp, --top-k, --top-p, --min-p,
  * --repeat-penalty, --seed), consumes it and its value into p and returns
  * 1; returns 0 if it is not one; returns -1 after printing a usage error
  * for `verb`. */
@@ -24,6 +24,7 @@ int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_samp
     "  --temp T            temperature; 0 = greedy (default 0.8)\n"        \
     "  --top-k K           (default 40; 0 = off)\n"                        \
     "  --top-p P           (default 0.95)\n"                               \
+    "  --min-p P           (default 0 = off)\n"                            \
     "  --repeat-penalty R  (default 1 = off)\n"                            \
     "  --seed S            (default 42)\n"
 #endif

@@ -585,7 +585,8 @@ int mica_cmd_bench(int argc, char **argv)
     }
 
     mica_cli_session_t s;
-    if (mica_cli_session_open(&s, model, NULL, false, &d) != MICA_OK)
+    mica_cli_open_t how = {NULL, false, MICA_CLI_BACKEND_AUTO, tests[0].n_threads};
+    if (mica_cli_session_open(&s, model, &how, &d) != MICA_OK)
         return mica_cli_fail(model, &d);
     mi.backend = s.program || s.model ? "ref" : "cpu";
 
@@ -593,6 +594,13 @@ int mica_cmd_bench(int argc, char **argv)
     mica_status_t st = MICA_OK;
     for (int i = 0; i < n_tests && st == MICA_OK; i++) {
         bench_result_t r;
+        if (s.session && tests[i].n_threads != s.threads) {
+            /* a compiled session's pool is sized at open */
+            mica_cli_session_close(&s);
+            how.threads = tests[i].n_threads;
+            if (mica_cli_session_open(&s, model, &how, &d) != MICA_OK)
+                return mica_cli_fail(model, &d);
+        }
         st = run_test(&s, &tests[i], (int32_t)reps, &r, &d);
         if (st == MICA_OK) {
             (json ? print_json : print_md)(&out, &tests[i], &r);

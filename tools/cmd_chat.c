@@ -12,15 +12,17 @@
 #include "chat.h"
 #include "cli.h"
 #include "session.h"
-#include "vocab.h"
 
 static void help(void)
 {
-    printf("usage: mica chat MODEL.gguf [-s SYSTEM] [-n N] [options]\n\n"
+    printf("usage: mica chat (MODEL.gguf | ARTIFACT) [-s SYSTEM] [-n N] [options]\n\n"
            "Interactive chat: one user message per line on stdin; an empty line or\n"
            "end of input ends the chat.\n"
            "  -s TEXT             system prompt\n"
-           "  -n N                most tokens per reply (default 256)\n" MICA_ARG_SAMPLING_HELP);
+           "  -n N                most tokens per reply (default 256)\n"
+           "  -t N                threads (a compiled artifact)\n"
+           "  --backend ref       run an artifact's program on the reference backend\n"
+           MICA_ARG_SAMPLING_HELP);
 }
 
 /* A growing list of messages whose strings the list owns. */
@@ -99,7 +101,8 @@ typedef struct capture {
 int mica_cmd_chat(int argc, char **argv)
 {
     const char *model = NULL, *system = NULL;
-    int64_t n_gen = 256;
+    int64_t n_gen = 256, threads = 1;
+    mica_cli_backend_t backend = MICA_CLI_BACKEND_AUTO;
     mica_sampler_params_t sp = mica_sampler_params_default();
     for (int i = 0; i < argc; i++) {
         int got = mica_arg_sampling("chat", argc, argv, &i, &sp);
@@ -119,6 +122,14 @@ int mica_cmd_chat(int argc, char **argv)
             if (i + 1 >= argc || !mica_arg_int(argv[i + 1], 1, 1 << 20, &n_gen))
                 return mica_cli_usage("chat", "-n takes a count in [1, 1048576]");
             i++;
+        } else if (!strcmp(a, "-t")) {
+            if (i + 1 >= argc || !mica_arg_int(argv[i + 1], 1, 1024, &threads))
+                return mica_cli_usage("chat", "-t takes a thread count in [1, 1024]");
+            i++;
+        } else if (!strcmp(a, "--backend")) {
+            if (i + 1 >= argc || !mica_cli_backend_parse(argv[i + 1], &backend))
+                return mica_cli_usage("chat", "--backend takes cpu or ref");
+            i++;
         } else if (a[0] == '-' && a[1]) {
             return mica_cli_usage("chat", "unknown option '%s'", a);
         } else if (model) {
@@ -132,7 +143,8 @@ int mica_cmd_chat(int argc, char **argv)
 
     mica_diag_t d = {0};
     mica_cli_session_t s;
-    if (mica_cli_session_open(&s, model, NULL, true, &d) != MICA_OK)
+    mica_cli_open_t how = {NULL, true, backend, (int32_t)threads};
+    if (mica_cli_session_open(&s, model, &how, &d) != MICA_OK)
         return mica_cli_fail(model, &d);
     int rc = MICA_EXIT_OK;
     mica_sampler_t *sampler = NULL;
@@ -140,9 +152,7 @@ int mica_cmd_chat(int argc, char **argv)
     char *fed = NULL; /* the conversation text the cache holds */
     size_t fed_len = 0;
     mica_chat_format_t fmt;
-    mica_gguf_str_t tmpl;
-    bool has_tmpl = mica_gguf_get_str(s.meta, "tokenizer.chat_template", &tmpl);
-    if (mica_chat_detect(has_tmpl ? tmpl.ptr : NULL, has_tmpl ? tmpl.len : 0, &fmt, &d) != MICA_OK ||
+    if (mica_chat_detect(s.chat_template, s.chat_template_len, &fmt, &d) != MICA_OK ||
         mica_sampler_create(s.n_vocab, &sp, &sampler, &d) != MICA_OK) {
         rc = mica_cli_fail(model, &d);
         goto done;

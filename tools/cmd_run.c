@@ -14,7 +14,7 @@ static void help(void)
 {
     printf("usage: mica run (MODEL.gguf | ARTIFACT) (-p TEXT | -f FILE | --tokens IDS) [options]\n\n"
            "Generates text from a prompt: a GGUF on the exact reference path, a compiled\n"
-           "artifact (mica compile) through its static program on the ref backend.\n\n"
+           "artifact (mica compile) through its model object, as an app runs it.\n\n"
            "  -p TEXT             prompt (special tokens in it are parsed)\n"
            "  -f FILE             prompt read from a file\n"
            "  --tokens 1,2,3      prompt as token ids (no BOS added)\n"
@@ -25,6 +25,8 @@ static void help(void)
            "  --ignore-eos        do not stop at end-of-generation tokens\n"
            "  -t N                threads (the reference path uses one; results are\n"
            "                      the same for any N)\n"
+           "  --backend ref       run an artifact's program on the reference backend\n"
+           "                      (default: its model object; ref when it has none)\n"
            "  --after PASS        run the compiler pipeline through PASS on each\n"
            "                      step's graph before interpreting it\n"
            "Text goes to stdout, timings to stderr.\n");
@@ -90,6 +92,7 @@ int mica_cmd_run(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *ids_arg = NULL;
     const char *dump = NULL, *after = NULL;
+    mica_cli_backend_t backend = MICA_CLI_BACKEND_AUTO;
     int64_t n_gen = 64, threads = 1;
     mica_sampler_params_t sp = mica_sampler_params_default();
     bool ignore_eos = false;
@@ -125,6 +128,10 @@ int mica_cmd_run(int argc, char **argv)
         } else if (!strcmp(a, "--after")) {
             NEED_VALUE();
             after = v;
+        } else if (!strcmp(a, "--backend")) {
+            NEED_VALUE();
+            if (!mica_cli_backend_parse(v, &backend))
+                return mica_cli_usage("run", "--backend takes cpu or ref, not '%s'", v);
         } else if (!strcmp(a, "-n")) {
             NEED_VALUE();
             if (!mica_arg_int(v, 0, 1 << 24, &n_gen))
@@ -144,7 +151,6 @@ int mica_cmd_run(int argc, char **argv)
         }
 #undef NEED_VALUE
     }
-    (void)threads;
     if (!model)
         return mica_cli_usage("run", "no model given");
     if (!!prompt + !!prompt_file + !!ids_arg != 1)
@@ -164,7 +170,8 @@ int mica_cmd_run(int argc, char **argv)
         free(ids);
         return mica_cli_fail(prompt_file, &d);
     }
-    if (mica_cli_session_open(&s, model, after, !dump || !ids, &d) != MICA_OK) {
+    mica_cli_open_t how = {after, !dump || !ids, backend, (int32_t)threads};
+    if (mica_cli_session_open(&s, model, &how, &d) != MICA_OK) {
         free(ids);
         free(text);
         return mica_cli_fail(model, &d);

@@ -50,7 +50,8 @@ int mica_cmd_tokenize(int argc, char **argv)
     if (file && !(text = mica_cli_read_file(file, &len, &d)))
         return mica_cli_fail(file, &d);
     mica_cli_session_t s;
-    if (mica_cli_session_open(&s, model, NULL, true, &d) != MICA_OK) {
+    mica_cli_open_t how = {NULL, true, MICA_CLI_BACKEND_AUTO, 1};
+    if (mica_cli_session_open(&s, model, &how, &d) != MICA_OK) {
         free(text);
         return mica_cli_fail(model, &d);
     }

@@ -1,7 +1,9 @@
 /* What `mica run`, `chat`, `tokenize` and `perplexity` share: a model
- * opened for generation with its tokenizer, and the generation loop. The
- * model is a GGUF on the per-step reference path, or a compiled artifact
- * directory whose static program runs on the ref backend. */
+ * opened for generation with its tokenizer, and the generation loop (the
+ * runtime's, runtime/generate.h). The model is a GGUF on the per-step
+ * reference path, or a compiled artifact directory: by default its model
+ * object through the runtime (runtime/mica.h, what an app on the device
+ * runs), with --backend ref its static program on the ref backend. */
 #ifndef MICA_TOOLS_SESSION_H
 #define MICA_TOOLS_SESSION_H
 
@@ -10,29 +12,53 @@
 #include <stdio.h>
 
 #include "artifact.h"
+#include "mica.h"
 #include "ref_model.h"
 #include "ref_program.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
+/* Which engine runs an artifact. */
+typedef enum mica_cli_backend {
+    MICA_CLI_BACKEND_AUTO = 0, /* the model object; the ref program when there is none */
+    MICA_CLI_BACKEND_CPU = 1,  /* the model object through the runtime */
+    MICA_CLI_BACKEND_REF = 2,  /* the artifact's program on the ref backend */
+} mica_cli_backend_t;
+
+/* "cpu" / "ref" -> *out; false for anything else. */
+bool mica_cli_backend_parse(const char *s, mica_cli_backend_t *out);
+
+/* How to open. */
+typedef struct mica_cli_open {
+    const char *after;          /* as mica_ref_model_open (GGUF only), or NULL */
+    bool need_tokenizer;        /* build the tokenizer (a GGUF or the ref program) */
+    mica_cli_backend_t backend; /* for an artifact */
+    int32_t threads;            /* for the model object */
+} mica_cli_open_t;
+
 typedef struct mica_cli_session {
-    mica_ref_model_t *model;       /* a GGUF, or NULL */
-    mica_artifact_t *artifact;     /* an artifact, or NULL */
-    mica_ref_program_t *program;   /* its program on the ref backend */
-    const mica_gguf_t *meta;       /* where the tokenizer and chat template are */
-    mica_tokenizer_t *tok;
+    mica_ref_model_t *model;     /* a GGUF, or NULL */
+    mica_artifact_t *artifact;   /* an artifact on the ref backend, or NULL */
+    mica_ref_program_t *program; /* its program on the ref backend */
+    mica_model_t *compiled;      /* an artifact's model object, or NULL */
+    mica_session_t *session;     /* the runtime session running it */
+    int32_t threads;             /* the session's threads (1 on the ref paths) */
+    const mica_tokenizer_t *tok; /* owned by tok_owned or by compiled */
+    mica_tokenizer_t *tok_owned;
+    const char *chat_template; /* tokenizer.chat_template (chat_template_len bytes), or NULL */
+    size_t chat_template_len;
     int32_t n_vocab;
-    float *logits; /* [n_vocab] last row */
+    float *logits; /* [n_vocab]: the last row, for callers that want a copy */
 } mica_cli_session_t;
 
 /* Opens path (a GGUF model or an artifact directory) and its tokenizer.
- * `after` as in mica_ref_model_open (GGUF only: an artifact is already
- * compiled). On failure d names the problem (not the file). */
-mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path, const char *after,
-                                    bool need_tokenizer, mica_diag_t *d);
+ * On failure d names the problem (not the file). */
+mica_status_t mica_cli_session_open(mica_cli_session_t *s, const char *path,
+                                    const mica_cli_open_t *o, mica_diag_t *d);
 void mica_cli_session_close(mica_cli_session_t *s);
 
-/* Runs n tokens after what is cached (logits as mica_ref_model_eval). */
+/* Runs n tokens after what is cached: out_logits receives every row
+ * ([n][n_vocab]) when all_logits, else the last one. */
 mica_status_t mica_cli_session_eval(mica_cli_session_t *s, const int32_t *tokens, int32_t n,
                                     bool all_logits, float *out_logits, mica_diag_t *d);
 /* Tokens cached, and emptying the cache. */
