@@ -36,11 +36,13 @@ import re
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-EMBED_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q6_k"]
+EMBED_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k",
+               "q4_k", "q5_k", "q6_k"]
 # Elements and bytes per block (ir/dtypes.def).
 EMBED_BLOCKS = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34),
                 "q4_0": (32, 18), "q4_1": (32, 20), "q5_0": (32, 22), "q5_1": (32, 24),
-                "q4_k": (256, 144), "q6_k": (256, 210)}
+                "q2_k": (256, 84), "q3_k": (256, 110), "q4_k": (256, 144), "q5_k": (256, 176),
+                "q6_k": (256, 210)}
 
 FAMILIES = (["embedding_" + t for t in EMBED_TYPES] +
             ["copy", "kv_store", "sgemm_f32", "sgemm_f16", "wgemm_u4", "wgemm_i8"])
