@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 bool mica_arg_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
@@ -82,4 +83,10 @@ int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_samp
     }
     mica_cli_usage(verb, "bad value '%s' for %s", v, a);
     return -1;
+}
+
+int64_t mica_arg_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : n;
 }

@@ -7,6 +7,9 @@
 
 /* Parse the whole string as a number in [lo, hi]; false otherwise. */
 bool mica_arg_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* Threads when -t is not given: the cores online (1 .. 64). */
+int64_t mica_arg_default_threads(void);
 bool mica_arg_float(const char *s, double lo, double hi, double *out);
 
 

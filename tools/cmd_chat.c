@@ -20,7 +20,7 @@ static void help(void)
            "end of input ends the chat.\n"
            "  -s TEXT             system prompt\n"
            "  -n N                most tokens per reply (default 256)\n"
-           "  -t N                threads (a compiled artifact)\n"
+           "  -t N                threads of a compiled artifact (default: the cores online)\n"
            "  --backend ref       run an artifact's program on the reference backend\n"
            MICA_ARG_SAMPLING_HELP);
 }
@@ -101,7 +101,7 @@ typedef struct capture {
 int mica_cmd_chat(int argc, char **argv)
 {
     const char *model = NULL, *system = NULL;
-    int64_t n_gen = 256, threads = 1;
+    int64_t n_gen = 256, threads = mica_arg_default_threads();
     mica_cli_backend_t backend = MICA_CLI_BACKEND_AUTO;
     mica_sampler_params_t sp = mica_sampler_params_default();
     for (int i = 0; i < argc; i++) {

@@ -23,8 +23,8 @@ static void help(void)
            "                      [n_tokens][n_vocab] little-endian, and exit\n"
            MICA_ARG_SAMPLING_HELP
            "  --ignore-eos        do not stop at end-of-generation tokens\n"
-           "  -t N                threads (the reference path uses one; results are\n"
-           "                      the same for any N)\n"
+           "  -t N                threads (default: the cores online; the reference\n"
+           "                      path uses one; results are the same for any N)\n"
            "  --backend ref       run an artifact's program on the reference backend\n"
            "                      (default: its model object; ref when it has none)\n"
            "  --after PASS        run the compiler pipeline through PASS on each\n"
@@ -93,7 +93,7 @@ int mica_cmd_run(int argc, char **argv)
     const char *model = NULL, *prompt = NULL, *prompt_file = NULL, *ids_arg = NULL;
     const char *dump = NULL, *after = NULL;
     mica_cli_backend_t backend = MICA_CLI_BACKEND_AUTO;
-    int64_t n_gen = 64, threads = 1;
+    int64_t n_gen = 64, threads = mica_arg_default_threads();
     mica_sampler_params_t sp = mica_sampler_params_default();
     bool ignore_eos = false;
     for (int i = 0; i < argc; i++) {

