@@ -878,11 +878,13 @@ mica_status_t mica_artifact_open(const char *dir, mica_artifact_t **out_artifact
     char head[64];
     snprintf(head, sizeof head, "%s %d\n", MICA_ARTIFACT_FORMAT, MICA_ARTIFACT_VERSION);
     if (s == MICA_OK && strncmp(man, head, strlen(head)) != 0) {
-        if (strncmp(man, MICA_ARTIFACT_FORMAT " ", strlen(MICA_ARTIFACT_FORMAT) + 1) == 0)
+        if (strncmp(man, MICA_ARTIFACT_FORMAT " ", strlen(MICA_ARTIFACT_FORMAT) + 1) == 0) {
+            const char *ver = man + strlen(MICA_ARTIFACT_FORMAT) + 1;
+            size_t n = strcspn(ver, "\n"); /* the version, never past its line */
             s = mica_diag_set(d, MICA_ERR_UNSUPPORTED,
-                              "manifest: artifact format version %.8s, this mica reads %d",
-                              man + strlen(MICA_ARTIFACT_FORMAT) + 1, MICA_ARTIFACT_VERSION);
-        else
+                              "manifest: artifact format version %.*s, this mica reads %d",
+                              (int)(n < 8 ? n : 8), ver, MICA_ARTIFACT_VERSION);
+        } else
             s = mica_diag_set(d, MICA_ERR_INVALID, "manifest: not a mica artifact");
     }
     for (int i = 0; s == MICA_OK && i < N_FILES; i++)

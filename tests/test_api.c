@@ -501,3 +501,198 @@ Test(install, the_example_builds_against_an_installed_tree_and_runs)
     free(want);
     mica_test_tmpdir_remove(dir);
 }
+
+/* ------------------------------------------------------------------------ */
+/* real compiled artifacts (mica compile -t host)                            */
+
+static char art_dir[] = "/tmp/mica-compiled-XXXXXX";
+
+static void make_art_dir(void)
+{
+    mica_test_tmpdir_make(art_dir);
+}
+
+static void remove_art_dir(void)
+{
+    mica_test_tmpdir_remove(art_dir);
+}
+
+TestSuite(compiled, .init = make_art_dir, .fini = remove_art_dir, .timeout = 900);
+
+/* Compiles model (a path) for the host into art_dir/name. */
+static const char *compile_for_host(const char *model, const char *quant, const char *name)
+{
+    const char *out = mica_test_path(art_dir, name);
+    mica_test_result_t r = mica_test_mica(art_dir, "compile", model, "-t", "host", "-q", quant,
+                                          "-c", "256", "-o", out, NULL);
+    cr_assert_eq(r.status, 0, "compile %s -q %s: %s", model, quant, r.err);
+    mica_test_result_free(&r);
+    return out;
+}
+
+/* stdout of `mica ARGS...` (exit 0 required), malloc'd. */
+static char *mica_out(const char *first, ...)
+{
+    const char *args[32];
+    va_list ap;
+    va_start(ap, first);
+    int n = 0;
+    args[n++] = first;
+    while (n < 31 && (args[n] = va_arg(ap, const char *)) != NULL)
+        n++;
+    args[n] = NULL;
+    va_end(ap);
+    mica_test_result_t r = mica_test_mica_argv(art_dir, args);
+    cr_assert_eq(r.status, 0, "mica %s: %s", first, r.err);
+    char *out = r.out;
+    r.out = NULL;
+    mica_test_result_free(&r);
+    return out;
+}
+
+/* NMSE of a against b over n floats. */
+static double nmse(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - (double)b[i];
+        num += e * e;
+        den += (double)b[i] * (double)b[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* Logits of the golden ids through the artifact: the model object against
+ * its own program on the ref backend (the kernels add nothing but float
+ * rounding), and greedy text the same for 1 and 2 threads. */
+static void check_compiled(const char *gguf, const char *quant)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s", gguf, quant);
+    const char *art = compile_for_host(mica_test_golden(gguf), quant, name);
+    char ids_name[64];
+    snprintf(ids_name, sizeof ids_name, "%.*s.ids", (int)strcspn(gguf, "."), gguf);
+    char *ids = mica_test_read_file(mica_test_golden(ids_name), NULL);
+    cr_assert_not_null(ids);
+    ids[strcspn(ids, "\r\n")] = 0;
+    const char *cpu = mica_test_path(art_dir, "cpu.f32"), *ref = mica_test_path(art_dir, "ref.f32");
+    free(mica_out("run", art, "--tokens", ids, "--dump-logits", cpu, "-t", "2", NULL));
+    free(mica_out("run", art, "--backend", "ref", "--tokens", ids, "--dump-logits", ref, NULL));
+    size_t na = 0, nb = 0;
+    float *a = (float *)mica_test_read_file(cpu, &na), *b = (float *)mica_test_read_file(ref, &nb);
+    cr_assert(a && b && na == nb && na > 0, "%s: logits files of %zu and %zu bytes", name, na, nb);
+    double e = nmse(a, b, na / sizeof(float));
+    cr_expect(e <= 1e-6, "%s: NMSE %g of the model object against the ref program", name, e);
+    free(a);
+    free(b);
+    free(ids);
+
+    char *t1 =
+        mica_out("run", art, "-p", "Once upon a time", "-n", "24", "--temp", "0", "-t", "1", NULL);
+    char *t2 =
+        mica_out("run", art, "-p", "Once upon a time", "-n", "24", "--temp", "0", "-t", "2", NULL);
+    cr_expect_str_eq(t1, t2, "%s: greedy text differs between 1 and 2 threads", name);
+    cr_expect_gt(strlen(t1), 1);
+    if (!strcmp(quant, "f32")) {
+        /* no activation quantization: the ref program's text, token for token */
+        char *tr = mica_out("run", art, "--backend", "ref", "-p", "Once upon a time", "-n", "24",
+                            "--temp", "0", NULL);
+        cr_expect_str_eq(t1, tr, "%s: the model object's text differs from the ref program's",
+                         name);
+        free(tr);
+    }
+    free(t1);
+    free(t2);
+}
+
+Test(compiled, llama_tiny_f32)
+{
+    check_compiled("llama-tiny.f32.gguf", "f32");
+}
+Test(compiled, llama_tiny_w8a8)
+{
+    check_compiled("llama-tiny.q8_0.gguf", "w8a8");
+}
+Test(compiled, llama_tiny_w4a8)
+{
+    check_compiled("llama-tiny.q4_0.gguf", "w4a8");
+}
+Test(compiled, qwen2_tiny_w4a8)
+{
+    check_compiled("qwen2-tiny.q4_1.gguf", "w4a8");
+}
+
+/* Greedy tokens of a session on art with threads, after the prompt text. */
+typedef struct text_job {
+    const mica_model_t *model;
+    const char *prompt;
+    int32_t threads;
+    got_t got;
+    int status;
+    char message[512];
+} text_job_t;
+
+static void *run_text_job(void *arg)
+{
+    text_job_t *j = arg;
+    mica_session_params_t p = mica_session_params_default();
+    p.temperature = 0.0f;
+    p.n_threads = j->threads;
+    mica_session_t *s = NULL;
+    mica_error_t err = {0};
+    j->status = mica_session_create(j->model, &p, &s, &err);
+    if (j->status == 0)
+        j->status = mica_session_append_text(s, j->prompt, strlen(j->prompt),
+                                             MICA_TOKENIZE_ADD_SPECIAL, &err);
+    if (j->status == 0)
+        j->status = mica_session_generate(s, 48, collect, &j->got, NULL, &err);
+    snprintf(j->message, sizeof j->message, "%s", err.message);
+    mica_session_release(s);
+    return NULL;
+}
+
+/* SmolLM2 compiled for the host: two sessions in two threads give what
+ * each gives alone, 1 and 2 threads agree, and the example answers the
+ * chat prompt. */
+Test(compiled, smollm2_two_sessions_in_two_threads_match_one)
+{
+    const char *gguf = getenv("MICA_DEFAULT_MODEL");
+    cr_assert(gguf && *gguf, "MICA_DEFAULT_MODEL is not set: run tools/fetch-model.sh");
+    const char *art = compile_for_host(gguf, "w4a8", "smollm2");
+    mica_model_t *m = NULL;
+    mica_error_t err;
+    cr_assert_eq(mica_model_open(art, &m, &err), 0, "%s", err.message);
+    text_job_t jobs[2] = {{.model = m, .prompt = "The capital of France is", .threads = 2},
+                          {.model = m, .prompt = "def fibonacci(n):", .threads = 2}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, run_text_job, &jobs[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(jobs[i].status, 0, "%s", jobs[i].message);
+        cr_assert_gt(jobs[i].got.n, 0);
+        for (int32_t threads = 1; threads <= 2; threads++) {
+            text_job_t alone = {.model = m, .prompt = jobs[i].prompt, .threads = threads};
+            run_text_job(&alone);
+            cr_assert_eq(alone.status, 0, "%s", alone.message);
+            cr_expect_eq(alone.got.n, jobs[i].got.n, "'%s', %d threads", jobs[i].prompt, threads);
+            cr_expect_eq(memcmp(alone.got.tokens, jobs[i].got.tokens,
+                                (size_t)jobs[i].got.n * sizeof(int32_t)),
+                         0, "'%s' alone on %d threads differs from two at once", jobs[i].prompt,
+                         threads);
+        }
+    }
+    mica_model_release(m);
+
+    char log[600], out[600];
+    snprintf(log, sizeof log, "%s/example.log", art_dir);
+    snprintf(out, sizeof out, "%s/example.out", art_dir);
+    sh(log,
+       "'%s/tools/mica_example' '%s' 'What is the capital of France?' --chat -n 48 -t 2 > '%s'",
+       MICA_BINARY_DIR, art, out);
+    char *answer = mica_test_read_file(out, NULL);
+    cr_assert_not_null(answer);
+    cr_expect(strstr(answer, "Paris") != NULL, "the example's answer: %s", answer);
+    free(answer);
+}

@@ -569,4 +569,15 @@ Test(loader, broken_artifacts_are_refused_in_one_line_with_nothing_mapped)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_refusal(&cases[i]);
+
+    /* the host's reader (--backend ref) refuses a version in one line too */
+    char dir[] = "/tmp/mica-loader-XXXXXX";
+    mica_test_tmpdir_make(dir);
+    mica_test_fixture_artifact(dir, &(mica_test_fixture_t){.format = "mica-artifact 2"});
+    mica_test_result_t res =
+        mica_test_mica(dir, "run", dir, "--backend", "ref", "-p", "hi", "-n", "1", NULL);
+    cr_expect_eq(res.status, 1);
+    mica_test_expect_one_line(&res, "format version 2, this mica reads 1");
+    mica_test_result_free(&res);
+    mica_test_tmpdir_remove(dir);
 }
