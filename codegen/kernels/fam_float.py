@@ -686,7 +686,9 @@ def generate(isa):
                    SOP="+" if fam == "add" else "*")
         params = "vl=%d" % dia["vl"] if fam != "rope" else "portable,f64"
         if fam == "attention_kv":
-            params += ",rows=2,keys=4,dc=%d" % dia["dc"]
+            params += ",tile=%dx%d,qk=%s,rows=2,keys=4,dc=%d" % (
+                dia["qv"], dia["vl"], "/".join("%dx%d" % (nv, dia["qk"][nv]) for nv in sorted(dia["qk"])),
+                dia["dc"])
         if fam == "rms_norm":
             params += ",racc=%d" % dia["racc"]
         out.append(({"family": fam, "name": name, "params": params},
