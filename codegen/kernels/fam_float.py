@@ -65,6 +65,12 @@ PROTOS = {
 #   racc   vector accumulators of the rms sum of squares (lanes * racc
 #          partial sums keep the f32 sum within 1e-6 of the exact one)
 #   dc     vectors of an output row held in registers across a key block
+#   qv     attention's query tile, in vectors: up to qv*vl query rows of one
+#          kv head go in the lanes of the scores (the tile's queries
+#          transposed, d x qv*vl floats, on the stack)
+#   qk     the register blocks of the scores and P.V GEMMs: {nv: keys (or
+#          output elements) per step} for nv query vectors (nv * qk[nv]
+#          accumulators); a tile takes the widest that fits first
 #   pair_hsum  attention's scores: accumulators a0..a3 (one query row, four
 #          keys) and b0..b3 (another row, same keys) to their sums outa[0..4)
 #          and outb[0..4), each sum by the same lane tree whatever its
@@ -94,6 +100,7 @@ PRIMS = [
     ("round", "V", "V a", "nearest integer (|a| < 2^22)"),
     ("pow2n", "V", "V n", "2^n for integer-valued n in [-126, 127]"),
     ("keep_ge", "V", "V x, V lo, V r", "x >= lo ? r : 0 per lane"),
+    ("pick_ge", "V", "V x, V lo, V r, V e", "x >= lo ? r : e per lane"),
 ]
 
 _AVX2_HSUM8 = """\
@@ -142,6 +149,7 @@ _ZMM_FOLD = "_mm256_add_ps(_mm512_castps512_ps256(%s), " + _ZMM_HI + ")"
 
 _NEON = {
     "vl": 4, "racc": 8, "dc": 8, "type": "float32x4_t", "extra": "",
+    "qv": 3, "qk": {1: 8, 2: 8, 3: 6},
     "ops": {
         "zero": "vdupq_n_f32(0.0f)",
         "set1": "vdupq_n_f32(x)",
@@ -161,6 +169,7 @@ _NEON = {
         "pow2n": "vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), "
                  "vdupq_n_s32(127)), 23))",
         "keep_ge": "vreinterpretq_f32_u32(vandq_u32(vcgeq_f32(x, lo), vreinterpretq_u32_f32(r)))",
+        "pick_ge": "vbslq_f32(vcgeq_f32(x, lo), r, e)",
     },
     # vpaddq_f32(a, b) = [a0+a1, a2+a3, b0+b1, b2+b3]
     "pair_hsum": "vst1q_f32(outa, vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3)));\n"
@@ -170,6 +179,7 @@ _NEON = {
 DIALECTS = {
     "scalar": {
         "vl": 1, "racc": 8, "dc": 4, "type": "float", "extra": "",
+        "qv": 3, "qk": {1: 4, 2: 4, 3: 4},
         "ops": {
             "zero": "0.0f",
             "set1": "x",
@@ -188,6 +198,7 @@ DIALECTS = {
             "round": "(float)(int32_t)(a + (a >= 0.0f ? 0.5f : -0.5f))",
             "pow2n": None,  # statements, below
             "keep_ge": "x >= lo ? r : 0.0f",
+            "pick_ge": "x >= lo ? r : e",
         },
         "pow2n": "uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;\n"
                  "    float f;\n    memcpy(&f, &bits, sizeof f);\n    return f;",
@@ -196,6 +207,7 @@ DIALECTS = {
     },
     "avx2": {
         "vl": 8, "racc": 4, "dc": 4, "type": "__m256", "extra": _AVX2_HSUM8,
+        "qv": 2, "qk": {1: 8, 2: 6},
         "ops": {
             "zero": "_mm256_setzero_ps()",
             "set1": "_mm256_set1_ps(x)",
@@ -215,12 +227,14 @@ DIALECTS = {
             "pow2n": "_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), "
                      "_mm256_set1_epi32(127)), 23))",
             "keep_ge": "_mm256_and_ps(r, _mm256_cmp_ps(x, lo, _CMP_GE_OQ))",
+            "pick_ge": "_mm256_blendv_ps(e, r, _mm256_cmp_ps(x, lo, _CMP_GE_OQ))",
         },
         "pair_hsum": "mica_kfloat_pair_store_256(\n"
                      "        mica_kfloat_hsum8_256(a0, a1, a2, a3, b0, b1, b2, b3), outa, outb);",
     },
     "avx512vnni": {
         "vl": 16, "racc": 4, "dc": 4, "type": "__m512", "extra": _AVX2_HSUM8,
+        "qv": 1, "qk": {1: 8},
         "ops": {
             "zero": "_mm512_setzero_ps()",
             "set1": "_mm512_set1_ps(x)",
@@ -241,6 +255,7 @@ DIALECTS = {
             "pow2n": "_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), "
                      "_mm512_set1_epi32(127)), 23))",
             "keep_ge": "_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), r)",
+            "pick_ge": "_mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), r)",
         },
         "pair_hsum": "mica_kfloat_pair_store_256(mica_kfloat_hsum8_256(\n        " +
                      ",\n        ".join(_ZMM_FOLD % (r, r) for r in
@@ -435,7 +450,120 @@ def _snippets(dia):
     s["RACC"] = str(racc)
     s["DC"] = str(dia["dc"])
     s["ATTN_BLOCKS"] = _attn_block(dia, 1) + "\n" + _attn_block(dia, 2)
+    s["QV"] = str(dia["qv"])
+    widths = sorted(dia["qk"], reverse=True)
+    s["ATTN_QK"] = "\n".join(_attn_qk(dia, nv) for nv in sorted(widths))
+    s["ATTN_PV"] = "\n".join(_attn_pv(dia, nv) for nv in sorted(widths))
+    for key, fn, args in (("ATTN_QK_CALLS", "qk", "qt + v * MICA_KFLOAT_VL, ld, kb0, d, nbx, "
+                                                  "st + v * MICA_KFLOAT_VL"),
+                          ("ATTN_PV_CALLS", "pv", "st + v * MICA_KFLOAT_VL, ld, vb0, d, nbx, "
+                                                  "ot + v * MICA_KFLOAT_VL,\n"
+                                                  "                                          "
+                                                  "cv + v * MICA_KFLOAT_VL, j0 == 0")):
+        calls = ["                for (int32_t v = v0; v < nv;) {"]
+        for k, nv in enumerate(widths):
+            call = "mica_kfloat_attn_%s%d(%s);" % (fn, nv, args)
+            if len(widths) == 1:
+                calls.append("                    " + call)
+                calls.append("                    v += %d;" % nv)
+                break
+            cond = ("if (nv - v >= %d) {" % nv if k == 0 else "} else if (nv - v >= %d) {" % nv
+                    if k < len(widths) - 1 else "} else {")
+            calls.append("                    " + cond)
+            calls.append("                        " + call.replace("\n    ", "\n        "))
+            calls.append("                        v += %d;" % nv)
+        if len(widths) > 1:
+            calls.append("                    }")
+        calls.append("                }")
+        s[key] = "\n".join(calls)
     return s
+
+
+def _attn_qk(dia, nv):
+    """C of mica_kfloat_attn_qk<nv>: raw scores of nk keys for a tile of nv
+    vectors of queries, lanes over queries: st[j*ld + lane] = sum over c in
+    order of qt[c*ld + lane] * k[j*d + c], one fma chain per (key, lane)
+    whatever nv or the step (so a lane's bits do not depend on its tile)."""
+    kq = dia["qk"][nv]
+    V = "mica_kfloat_v"
+    L = []
+    w = L.append
+    w("static inline void mica_kfloat_attn_qk%d(const float *qt, int64_t ld, const float *k, "
+      "int32_t d, int32_t nk, float *st)" % nv)
+    w("{")
+    w("    for (int32_t j = 0; j < nk; j += %d) {" % kq)
+    for u in range(kq):
+        w("        const float *k%d = k + (int64_t)(j + %d < nk ? j + %d : nk - 1) * d;" % (u, u, u))
+    w("        %s %s;" % (V, ", ".join("a%d_%d = mica_kfloat_zero()" % (u, v)
+                                        for u in range(kq) for v in range(nv))))
+    w("        for (int32_t c = 0; c < d; c++) {")
+    w("            const float *qc = qt + (int64_t)c * ld;")
+    w("            %s %s;" % (V, ", ".join("q%d = mica_kfloat_load(qc + %d * MICA_KFLOAT_VL)" % (v, v)
+                                            for v in range(nv))))
+    for u in range(kq):
+        w("            %s b%d = mica_kfloat_set1(k%d[c]);" % (V, u, u))
+        for v in range(nv):
+            w("            a%d_%d = mica_kfloat_fma(q%d, b%d, a%d_%d);" % (u, v, v, u, u, v))
+    w("        }")
+    for u in range(kq):
+        stmts = "\n".join(("        " if u == 0 else "            ") +
+                          "mica_kfloat_store(st + (int64_t)(j + %d) * ld + %d * MICA_KFLOAT_VL, a%d_%d);"
+                          % (u, v, u, v) for v in range(nv))
+        if u == 0:
+            w(stmts)
+        else:
+            w("        if (j + %d < nk) {" % u)
+            w(stmts)
+            w("        }")
+    w("    }")
+    w("}")
+    return "\n".join(L) + "\n"
+
+
+def _attn_pv(dia, nv):
+    """C of mica_kfloat_attn_pv<nv>: the tile's outputs, transposed, lanes
+    over queries: ot[c*ld + lane] = (first ? 0 : ot[c*ld + lane] *
+    corr[lane]) + sum over j in order of st[j*ld + lane] * v[j*d + c], one
+    fma chain per (element, lane) whatever nv or the step."""
+    cq = dia["qk"][nv]
+    V = "mica_kfloat_v"
+    L = []
+    w = L.append
+    w("static inline void mica_kfloat_attn_pv%d(const float *st, int64_t ld, const float *v, "
+      "int32_t d, int32_t nk, float *ot, const float *corr, int first)" % nv)
+    w("{")
+    w("    %s %s;" % (V, ", ".join("cr%d = mica_kfloat_load(corr + %d * MICA_KFLOAT_VL)" % (x, x)
+                                   for x in range(nv))))
+    w("    for (int32_t c = 0; c < d; c += %d) {" % cq)
+    for u in range(cq):
+        w("        int32_t c%d = c + %d < d ? c + %d : d - 1;" % (u, u, u))
+    for u in range(cq):
+        for x in range(nv):
+            w("        %s a%d_%d = first ? mica_kfloat_zero()\n"
+              "                          : mica_kfloat_mul(mica_kfloat_load(ot + (int64_t)c%d * ld + "
+              "%d * MICA_KFLOAT_VL), cr%d);" % (V, u, x, u, x, x))
+    w("        for (int32_t j = 0; j < nk; j++) {")
+    w("            const float *sj = st + (int64_t)j * ld, *vj = v + (int64_t)j * d;")
+    w("            %s %s;" % (V, ", ".join("p%d = mica_kfloat_load(sj + %d * MICA_KFLOAT_VL)" % (x, x)
+                                            for x in range(nv))))
+    for u in range(cq):
+        w("            %s b%d = mica_kfloat_set1(vj[c%d]);" % (V, u, u))
+        for x in range(nv):
+            w("            a%d_%d = mica_kfloat_fma(p%d, b%d, a%d_%d);" % (u, x, x, u, u, x))
+    w("        }")
+    for u in range(cq):
+        stmts = "\n".join(("        " if u == 0 else "            ") +
+                          "mica_kfloat_store(ot + (int64_t)c%d * ld + %d * MICA_KFLOAT_VL, a%d_%d);"
+                          % (u, x, u, x) for x in range(nv))
+        if u == 0:
+            w(stmts)
+        else:
+            w("        if (c + %d < d) {" % u)
+            w(stmts)
+            w("        }")
+    w("    }")
+    w("}")
+    return "\n".join(L) + "\n"
 
 
 def _attn_block(dia, nrows):
@@ -558,7 +686,9 @@ def generate(isa):
                    SOP="+" if fam == "add" else "*")
         params = "vl=%d" % dia["vl"] if fam != "rope" else "portable,f64"
         if fam == "attention_kv":
-            params += ",rows=2,keys=4,dc=%d" % dia["dc"]
+            params += ",tile=%dx%d,qk=%s,rows=2,keys=4,dc=%d" % (
+                dia["qv"], dia["vl"], "/".join("%dx%d" % (nv, dia["qk"][nv]) for nv in sorted(dia["qk"])),
+                dia["dc"])
         if fam == "rms_norm":
             params += ",racc=%d" % dia["racc"]
         out.append(({"family": fam, "name": name, "params": params},
