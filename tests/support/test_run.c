@@ -14,11 +14,13 @@
 
 #include "test_support.h"
 
-/* The one runner: fsize_limit > 0 caps the size of the files the child
- * may write (SIGXFSZ ignored, so its writes fail with EFBIG). */
-static mica_test_result_t run_mica(const char *dir, long fsize_limit, const char *const *args)
+/* The one runner: program with args (NULL-terminated); fsize_limit > 0
+ * caps the size of the files the child may write (SIGXFSZ ignored, so its
+ * writes fail with EFBIG). */
+static mica_test_result_t run_program(const char *dir, long fsize_limit, const char *program,
+                                      const char *const *args)
 {
-    const char *argv[64] = {MICA_BINARY_DIR "/tools/mica"};
+    const char *argv[64] = {program};
     int argc = 1;
     while (argc < 63 && args[argc - 1])
         argv[argc] = args[argc - 1], argc++;
@@ -53,9 +55,19 @@ static mica_test_result_t run_mica(const char *dir, long fsize_limit, const char
     return r;
 }
 
+static mica_test_result_t run_mica(const char *dir, long fsize_limit, const char *const *args)
+{
+    return run_program(dir, fsize_limit, MICA_BINARY_DIR "/tools/mica", args);
+}
+
 mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args)
 {
     return run_mica(dir, 0, args);
+}
+
+mica_test_result_t mica_test_run_argv(const char *dir, const char *const *argv)
+{
+    return run_program(dir, 0, argv[0], argv + 1);
 }
 
 /* Collects first and the rest of ap, up to the NULL, into args[0..62]. */

@@ -18,6 +18,9 @@ typedef struct mica_test_result {
 mica_test_result_t mica_test_mica(const char *dir, const char *first, ...);
 /* The same with an argv array (NULL-terminated, at most 62 entries). */
 mica_test_result_t mica_test_mica_argv(const char *dir, const char *const *args);
+/* Runs another program the same way: argv[0] is its path, the rest its
+ * arguments (NULL-terminated, at most 62 in all). */
+mica_test_result_t mica_test_run_argv(const char *dir, const char *const *argv);
 /* The same as mica_test_mica, with the size of every file mica writes
  * capped at fsize_limit bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so a write
  * past it fails with EFBIG, as on a full disk). 0: no limit. */
