@@ -9,6 +9,7 @@
  * golden files by test_golden). */
 #include <criterion/criterion.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,33 +97,105 @@ Test(aarch64, detects_the_features_of_each_cpu_model)
 /* ------------------------------------------------------------------------ */
 /* the generated NEON, dotprod and i8mm kernels                              */
 
-/* Every kernel check program (tests/kernels_*_check.c) on three CPU
- * models: -cpu max, where every variant runs; cortex-a76 (no i8mm) and
- * cortex-a53 (neither dotprod nor fp16), where the programs run only the
- * variants the CPU has, so the neon and dotprod files must not contain an
- * instruction of a later ISA (an rpi5 runs dotprod artifacts). Each program
- * exits 0 only if all its checks pass. (Defined once there is one: the
- * kernel families land one by one.) */
+/* Every kernel check program (tests/kernels_*_check.c) on -cpu max, where
+ * every variant runs: each exits 0 only if all its checks pass. (Defined
+ * once there is one: the kernel families land one by one.) */
 #if MICA_KERNEL_CHECK_COUNT > 0
-Test(aarch64, kernel_checks_pass_on_each_cpu_model)
+Test(aarch64, kernel_checks_pass_on_cpu_max)
 {
-    const char *cpus[] = {"max", "cortex-a76", "cortex-a53"};
-    for (int c = 0; c < 3; c++) {
-        char list[] = MICA_KERNEL_CHECK_LIST;
-        int n = 0;
-        for (char *name = strtok(list, ","); name; name = strtok(NULL, ","), n++) {
-            char prog[512];
-            snprintf(prog, sizeof prog, "%s/tests/%s", MICA_AARCH64_DIR, name);
-            mica_test_result_t r = run_a64(cpus[c], prog, NULL);
-            cr_log_info("%s on -cpu %s: exit %d: %s", name, cpus[c], r.status, r.out);
-            cr_expect_eq(r.status, 0, "%s on -cpu %s: exit %d (signal %d)\n%s%s", name, cpus[c],
-                         r.status, r.signal, r.out, r.err);
-            mica_test_result_free(&r);
-        }
-        cr_expect_eq(n, MICA_KERNEL_CHECK_COUNT);
+    char list[] = MICA_KERNEL_CHECK_LIST;
+    int n = 0;
+    for (char *name = strtok(list, ","); name; name = strtok(NULL, ","), n++) {
+        char prog[512];
+        snprintf(prog, sizeof prog, "%s/tests/%s", MICA_AARCH64_DIR, name);
+        mica_test_result_t r = run_a64("max", prog, NULL);
+        cr_log_info("%s on -cpu max: exit %d: %s", name, r.status, r.out);
+        cr_expect_eq(r.status, 0, "%s on -cpu max: exit %d (signal %d)\n%s%s", name, r.status,
+                     r.signal, r.out, r.err);
+        mica_test_result_free(&r);
     }
+    cr_expect_eq(n, MICA_KERNEL_CHECK_COUNT);
 }
 #endif
+
+/* Instructions of a later ISA than the file's own, by the Arm ARM: sdot
+ * and udot need dotprod (FEAT_DotProd); smmla, ummla, usmmla, usdot and
+ * sudot need i8mm (FEAT_I8MM). */
+static const char *later_isa(const char *file, const char *mnemonic)
+{
+    static const char *const dotprod[] = {"sdot", "udot"};
+    static const char *const i8mm[] = {"smmla", "ummla", "usmmla", "usdot", "sudot"};
+    bool neon = !strcmp(file, "kernels_neon.c.o"), dp = !strcmp(file, "kernels_dotprod.c.o");
+    for (int i = 0; i < 5; i++)
+        if ((neon || dp) && !strcmp(mnemonic, i8mm[i]))
+            return "i8mm";
+    for (int i = 0; i < 2; i++)
+        if (neon && !strcmp(mnemonic, dotprod[i]))
+            return "dotprod";
+    return NULL;
+}
+
+/* Whether kernel_list.inc text has a variant of family for isa: a line
+ * "MICA_KERNEL(family, name, isa, params)". */
+static bool lists_variant(const char *list, const char *family, const char *isa)
+{
+    char fam[64], at[64];
+    snprintf(fam, sizeof fam, "MICA_KERNEL(%s, ", family);
+    snprintf(at, sizeof at, ", %s, \"", isa);
+    for (const char *l = strstr(list, fam); l; l = strstr(l + 1, fam)) {
+        const char *end = strchr(l, '\n'), *a = strstr(l, at);
+        if (a && (!end || a < end))
+            return true;
+    }
+    return false;
+}
+
+/* A dotprod artifact must run on a Cortex-A76 (rpi5: no i8mm): the neon
+ * and dotprod kernel objects hold no instruction of a later ISA (inline
+ * assembly or a target attribute could put one there past the flags),
+ * and, once there are quantized matmuls, the dotprod and i8mm objects use
+ * their own (sdot, smmla). */
+Test(aarch64, kernel_objects_use_only_their_isa)
+{
+    const char *argv[] = {MICA_AARCH64_OBJDUMP, "-d", "--no-show-raw-insn",
+                          MICA_AARCH64_DIR "/codegen/libmica_kernels_host.a", NULL};
+    mica_test_result_t r = mica_test_run_argv(tmpdir, argv);
+    cr_assert_eq(r.status, 0, "objdump: %s", r.err);
+    char file[64] = "";
+    int files = 0, bad = 0;
+    long sdot = 0, smmla = 0;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[64];
+        if (sscanf(line, "%63s file format", name) == 1 && strstr(line, "file format")) {
+            snprintf(file, sizeof file, "%.*s", (int)strcspn(name, ":"), name);
+            files++;
+            continue;
+        }
+        /* "  1c:\tsdot\tv0.4s, v1.16b, v2.16b" */
+        const char *tab = strchr(line, '\t');
+        if (!tab || tab == line || tab[-1] != ':')
+            continue;
+        char mn[32];
+        if (sscanf(tab + 1, "%31s", mn) != 1)
+            continue;
+        const char *isa = later_isa(file, mn);
+        if (isa && bad++ < 5)
+            cr_log_error("%s: %s needs %s: %s", file, mn, isa, line);
+        sdot += !strcmp(file, "kernels_dotprod.c.o") && !strcmp(mn, "sdot");
+        smmla += !strcmp(file, "kernels_i8mm.c.o") && !strcmp(mn, "smmla");
+    }
+    cr_expect_eq(bad, 0, "%d instructions of a later ISA in the neon/dotprod kernels", bad);
+    cr_expect_eq(files, 4, "%d objects in the kernel archive, not scalar/neon/dotprod/i8mm", files);
+    mica_test_result_free(&r);
+    /* once the quantized matmuls exist (the families land one by one) */
+    char *list = mica_test_read_file(MICA_AARCH64_DIR "/codegen/kernels/kernel_list.inc", NULL);
+    cr_assert(list, "no kernel_list.inc in the aarch64 build");
+    if (lists_variant(list, "qgemm_i8", "dotprod"))
+        cr_expect_gt(sdot, 0, "the dotprod kernels use no sdot");
+    if (lists_variant(list, "qgemm_i8", "i8mm"))
+        cr_expect_gt(smmla, 0, "the i8mm kernels use no smmla");
+    free(list);
+}
 
 /* ------------------------------------------------------------------------ */
 /* the reference path of the aarch64 mica                                    */
