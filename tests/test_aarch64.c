@@ -1,19 +1,26 @@
 /* The aarch64 build of mica, run under qemu-aarch64-static from the host
  * suite (tests/CMakeLists.txt cross-builds it in build/.../aarch64 when the
- * cross compiler and qemu are here).
+ * cross compiler and qemu are here): the generated NEON kernels, the ref
+ * path, and artifacts the host compiles for armv8.2-dotprod and
+ * armv8.6-i8mm, run by the aarch64 runtime.
  *
  * Oracles: qemu's CPU models (-cpu max has dotprod, i8mm and fp16,
- * -cpu cortex-a76 dotprod and fp16 but no i8mm), the plain-loop references
- * inside the kernel check programs, ../shared/golden's exact logits, and
- * the host build's own run of the same command (itself checked against the
- * golden files by test_golden). */
+ * -cpu cortex-a76 dotprod and fp16 but no i8mm, cortex-a53 neither), the
+ * plain-loop references inside the kernel check programs, the Arm ARM's
+ * list of which instruction needs which feature, ../shared/golden's exact
+ * logits and llama.cpp's NMSE (yardstick.tsv), the host ref backend on
+ * the same artifact, and the host build's own run of the same command
+ * (itself checked against the golden files by test_golden). */
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "artifact.h"
+#include "ref_program.h"
 #include "test_model.h"
 #include "test_run.h"
 #include "test_support.h"
@@ -261,4 +268,273 @@ Test(aarch64, greedy_text_is_the_hosts)
         mica_test_result_free(&host);
         mica_test_result_free(&a64);
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* compiled artifacts: the host mica compiles, the aarch64 mica runs them    */
+
+/* llama.cpp's NMSE against exact for golden file stem ("llama-tiny.q8_0"),
+ * from yardstick.tsv. */
+static double yardstick(const char *stem)
+{
+    char *tsv = mica_test_read_file(mica_test_golden("yardstick.tsv"), NULL);
+    cr_assert(tsv, "cannot read yardstick.tsv");
+    double v = -1;
+    size_t len = strlen(stem);
+    for (char *line = strtok(tsv, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, stem, len) && line[len] == '\t')
+            v = strtod(line + len + 1, NULL);
+    free(tsv);
+    cr_assert_gt(v, 0, "no yardstick for %s", stem);
+    return v;
+}
+
+/* The host mica compiles golden file gguf for target and quant into
+ * tmpdir/name (returned, static until the next call): context 64, prefill
+ * chunks of 6 (16 ids take two full calls and a remainder); w4a8 and
+ * w8a8 in groups of 32, GGUF's block, so the weights transcode without
+ * loss and the NMSE is the activations' alone. */
+static const char *compile_for(const char *gguf, const char *target, const char *quant,
+                               const char *name)
+{
+    static char art[600];
+    snprintf(art, sizeof art, "%s/%s", tmpdir, name);
+    const char *args[16] = {"compile", mica_test_golden(gguf),
+                            "-t",      target,
+                            "-q",      quant,
+                            "-c",      "64",
+                            "--chunk", "6",
+                            "-o",      art};
+    if (!strcmp(quant, "w4a8") || !strcmp(quant, "w8a8")) {
+        args[12] = "--group";
+        args[13] = "32";
+    }
+    mica_test_result_t r = mica_test_mica_argv(tmpdir, args);
+    cr_assert_eq(r.status, 0, "compile %s -t %s -q %s: %s", gguf, target, quant, r.err);
+    mica_test_result_free(&r);
+    return art;
+}
+
+/* ART/model.so is an aarch64 ELF object that loads under any libc: no
+ * DT_NEEDED entry, and no undefined dynamic symbol but memcpy and memset. */
+static void check_model_object(const char *art)
+{
+    char so[700];
+    snprintf(so, sizeof so, "%s/model.so", art);
+    size_t len = 0;
+    unsigned char *elf = (unsigned char *)mica_test_read_file(so, &len);
+    cr_assert(elf && len > 64, "cannot read %s", so);
+    cr_expect(!memcmp(elf, "\177ELF", 4) && elf[4] == 2 && elf[5] == 1,
+              "%s: not a 64-bit little-endian ELF file", so);
+    cr_expect_eq(elf[18] | elf[19] << 8, 183, "%s: e_machine %d, not EM_AARCH64 (183)", so,
+                 elf[18] | elf[19] << 8);
+    free(elf);
+
+    const char *dyn[] = {MICA_AARCH64_READELF, "-d", "-W", so, NULL};
+    mica_test_result_t r = mica_test_run_argv(tmpdir, dyn);
+    cr_assert_eq(r.status, 0, "readelf -d %s: %s", so, r.err);
+    cr_expect(strstr(r.out, "(SYMTAB)"), "%s: no dynamic section: %s", so, r.out);
+    cr_expect(!strstr(r.out, "(NEEDED)"), "%s needs a shared library:\n%s", so, r.out);
+    mica_test_result_free(&r);
+
+    const char *syms[] = {MICA_AARCH64_READELF, "--dyn-syms", "-W", so, NULL};
+    r = mica_test_run_argv(tmpdir, syms);
+    cr_assert_eq(r.status, 0, "readelf --dyn-syms %s: %s", so, r.err);
+    int undefined = 0;
+    bool entry = false;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+        /* "     2: 0000000000000000     0 NOTYPE  GLOBAL DEFAULT  UND memcpy" */
+        char num[16], value[32], size[16], type[16], bind[16], vis[16], ndx[16], name[128] = "";
+        if (sscanf(line, "%15s %31s %15s %15s %15s %15s %15s %127s", num, value, size, type, bind,
+                   vis, ndx, name) < 7 ||
+            num[strlen(num) - 1] != ':')
+            continue;
+        entry |= !strcmp(name, "mica_model_entry") && strcmp(ndx, "UND") != 0;
+        if (!strcmp(ndx, "UND") && name[0] && strcmp(name, "memcpy") && strcmp(name, "memset")) {
+            cr_log_error("%s: undefined %s", so, name);
+            undefined++;
+        }
+    }
+    cr_expect_eq(undefined, 0, "%s calls %d functions besides memcpy/memset", so, undefined);
+    cr_expect(entry, "%s does not define mica_model_entry", so);
+    mica_test_result_free(&r);
+}
+
+/* Logits of `mica run ART --tokens IDS --dump-logits` by the aarch64 mica
+ * on CPU model cpu with threads threads; *out_n floats (malloc'd). */
+static float *a64_logits(const char *cpu, const char *art, const char *ids, const char *threads,
+                         size_t *out_n)
+{
+    const char *out = mica_test_path(tmpdir, "a64.f32");
+    remove(out);
+    mica_test_result_t r = run_a64(cpu, A64_MICA, "run", art, "--tokens", ids, "--dump-logits", out,
+                                   "-t", threads, NULL);
+    cr_assert_eq(r.status, 0, "-cpu %s: mica run %s: %s", cpu, art, r.err);
+    mica_test_result_free(&r);
+    size_t len = 0;
+    float *x = (float *)mica_test_read_file(out, &len);
+    cr_assert(x, "no logits from %s", art);
+    *out_n = len / sizeof(float);
+    return x;
+}
+
+/* Logits of the artifact's own program on the host's ref backend: the
+ * same IR, weights and plan, interpreted by plain loops. */
+static float *ref_logits(const char *art, const int32_t *ids, int32_t n, size_t *out_n)
+{
+    mica_artifact_t *a = NULL;
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_artifact_open(art, &a, &d), MICA_OK, "%s", d.msg);
+    mica_ref_program_t *rp = NULL;
+    cr_assert_eq(mica_ref_program_create(a->program, &rp, &d), MICA_OK, "%s", d.msg);
+    const size_t V = (size_t)a->program->cfg.n_vocab;
+    float *y = malloc((size_t)n * V * sizeof *y);
+    cr_assert(y);
+    cr_assert_eq(mica_ref_program_eval(rp, ids, n, true, y, &d), MICA_OK, "%s", d.msg);
+    mica_ref_program_release(rp);
+    mica_artifact_close(a);
+    *out_n = (size_t)n * V;
+    return y;
+}
+
+/* Greedy text of 16 tokens after the golden ids, by the aarch64 mica on
+ * -cpu max with threads threads (malloc'd). */
+static char *a64_greedy(const char *art, const char *ids, const char *threads)
+{
+    mica_test_result_t r = run_a64("max", A64_MICA, "run", art, "--tokens", ids, "-n", "16",
+                                   "--temp", "0", "--ignore-eos", "-t", threads, NULL);
+    cr_assert_eq(r.status, 0, "mica run %s -t %s: %s", art, threads, r.err);
+    char *text = r.out;
+    free(r.err);
+    return text;
+}
+
+/* One golden model and weight type compiled for an aarch64 target and run
+ * there: the object's dependencies, logits of all 16 ids against the ref
+ * backend on the same artifact (the kernels add nothing but float
+ * rounding) and against exact (f32: 1e-6; quantized: at most 1.25 times
+ * llama.cpp's NMSE), and greedy text the same for 1 and 2 threads (and,
+ * for f32, the host ref path's on the GGUF). */
+static void check_compiled(const char *model, const char *type, const char *target,
+                           const char *quant)
+{
+    char stem[96], gguf[128], ids_name[128], exact_name[128];
+    snprintf(stem, sizeof stem, "%s.%s", model, type);
+    snprintf(gguf, sizeof gguf, "%s.gguf", stem);
+    snprintf(ids_name, sizeof ids_name, "%s.ids", model);
+    snprintf(exact_name, sizeof exact_name, "%s.exact.f32", stem);
+    const char *art = compile_for(gguf, target, quant, "art");
+    check_model_object(art);
+
+    char *ids = golden_ids_text(ids_name);
+    int32_t id[64];
+    int32_t n_ids = (int32_t)mica_test_read_ids(ids_name, id, 64);
+    size_t n = 0, n_ref = 0, n_exact = 0;
+    float *x = a64_logits("max", art, ids, "1", &n);
+    float *y = ref_logits(art, id, n_ids, &n_ref);
+    float *exact = (float *)mica_test_read_file(mica_test_golden(exact_name), &n_exact);
+    cr_assert(exact, "cannot read %s", exact_name);
+    n_exact /= sizeof(float);
+    cr_assert_eq(n, n_ref, "%s: %zu logits from aarch64, %zu from ref", stem, n, n_ref);
+    cr_assert_eq(n, n_exact, "%s: %zu logits from aarch64, %zu in %s", stem, n, n_exact,
+                 exact_name);
+    double vs_ref = mica_test_nmse(x, y, n), vs_exact = mica_test_nmse(x, exact, n);
+    double bound = !strcmp(quant, "f32") ? 1e-6 : 1.25 * yardstick(stem);
+    cr_log_info("%s -t %s -q %s on aarch64: NMSE %.3g vs ref, %.3g vs exact (bound %.3g; "
+                "llama.cpp %.3g)",
+                stem, target, quant, vs_ref, vs_exact, bound, yardstick(stem));
+    cr_expect(vs_ref <= 1e-6, "%s -t %s -q %s: NMSE %g against ref on the same artifact", stem,
+              target, quant, vs_ref);
+    cr_expect(vs_exact <= bound, "%s -t %s -q %s: NMSE %g against exact, bound %g", stem, target,
+              quant, vs_exact, bound);
+
+    char *one = a64_greedy(art, ids, "1"), *two = a64_greedy(art, ids, "2");
+    cr_expect(strlen(one) > 0, "%s: no greedy text", stem);
+    cr_expect_str_eq(two, one, "%s -t %s: greedy text differs between 1 and 2 threads", stem,
+                     target);
+    if (!strcmp(quant, "f32")) {
+        mica_test_result_t host =
+            mica_test_mica(tmpdir, "run", mica_test_golden(gguf), "--tokens", ids, "-n", "16",
+                           "--temp", "0", "--ignore-eos", NULL);
+        cr_assert_eq(host.status, 0, "%s: %s", gguf, host.err);
+        cr_expect_str_eq(one, host.out, "%s -t %s: greedy text differs from the ref path's", stem,
+                         target);
+        mica_test_result_free(&host);
+    }
+    free(one);
+    free(two);
+    free(x);
+    free(y);
+    free(exact);
+    free(ids);
+}
+
+Test(aarch64, dotprod_w8a8_llama)
+{
+    check_compiled("llama-tiny", "q8_0", "armv8.2-dotprod", "w8a8");
+}
+Test(aarch64, dotprod_w4a8_qwen2)
+{
+    check_compiled("qwen2-tiny", "q4_0", "armv8.2-dotprod", "w4a8");
+}
+Test(aarch64, dotprod_f32_llama)
+{
+    check_compiled("llama-tiny", "f32", "armv8.2-dotprod", "f32");
+}
+Test(aarch64, i8mm_w8a8_qwen2)
+{
+    check_compiled("qwen2-tiny", "q8_0", "armv8.6-i8mm", "w8a8");
+}
+Test(aarch64, i8mm_w4a8_llama)
+{
+    check_compiled("llama-tiny", "q4_1", "armv8.6-i8mm", "w4a8");
+}
+Test(aarch64, i8mm_f32_qwen2)
+{
+    check_compiled("qwen2-tiny", "f32", "armv8.6-i8mm", "f32");
+}
+
+/* An artifact whose kernels the CPU cannot execute is refused before
+ * anything runs: one line naming the artifact and the missing feature,
+ * exit 1, no logits file. The same dotprod artifact runs on a Cortex-A76
+ * (no i8mm) with logits bit-identical to -cpu max's, so the refusal is
+ * the feature check and not the CPU model. */
+static void expect_refused(const char *cpu, const char *art, const char *feature)
+{
+    const char *out = mica_test_path(tmpdir, "refused.f32");
+    mica_test_result_t r =
+        run_a64(cpu, A64_MICA, "run", art, "--tokens", "1,2,3", "--dump-logits", out, NULL);
+    cr_expect_eq(r.status, 1, "-cpu %s ran %s (exit %d): %s", cpu, art, r.status, r.err);
+    mica_test_expect_one_line(&r, art);
+    mica_test_expect_one_line(&r, feature);
+    cr_expect(access(out, F_OK) != 0, "-cpu %s: %s wrote logits", cpu, art);
+    mica_test_result_free(&r);
+}
+
+Test(aarch64, refuses_an_artifact_the_cpu_cannot_run)
+{
+    char *i8mm = strdup(compile_for("llama-tiny.q4_0.gguf", "armv8.6-i8mm", "w4a8", "i8mm"));
+    char *dp = strdup(compile_for("llama-tiny.q4_0.gguf", "armv8.2-dotprod", "w4a8", "dp"));
+    expect_refused("cortex-a76", i8mm, "i8mm");
+    expect_refused("cortex-a53", dp, "dotprod");
+
+    /* and the x86 host refuses an aarch64 artifact */
+    const char *out = mica_test_path(tmpdir, "host.f32");
+    mica_test_result_t r =
+        mica_test_mica(tmpdir, "run", dp, "--tokens", "1,2,3", "--dump-logits", out, NULL);
+    cr_expect_eq(r.status, 1, "the x86 host ran %s (exit %d): %s", dp, r.status, r.err);
+    mica_test_expect_one_line(&r, dp);
+    mica_test_expect_one_line(&r, "aarch64");
+    cr_expect(access(out, F_OK) != 0, "the x86 host wrote logits from %s", dp);
+    mica_test_result_free(&r);
+
+    size_t n_max = 0, n_a76 = 0;
+    float *on_max = a64_logits("max", dp, "1,2,3", "1", &n_max);
+    float *on_a76 = a64_logits("cortex-a76", dp, "1,2,3", "1", &n_a76);
+    cr_expect(n_max == n_a76 && n_max > 0 && !memcmp(on_max, on_a76, n_max * sizeof *on_max),
+              "the dotprod artifact gives other logits on cortex-a76 than on max");
+    free(on_max);
+    free(on_a76);
+    free(i8mm);
+    free(dp);
 }
