@@ -27,4 +27,7 @@ run() { # name cmake-args...
 }
 
 run release -DCMAKE_BUILD_TYPE=Release
-run sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DMICA_SANITIZE=ON
+# the sanitized tree reuses the Release tree's aarch64 sub-build (qemu runs
+# Release binaries either way) instead of cross-building it again
+run sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DMICA_SANITIZE=ON \
+  -DMICA_AARCH64_DIR="$PWD/build/release/aarch64"
