@@ -101,7 +101,8 @@ typedef struct mica_abi_graph {
      * (nothing is written then). */
     int (*run)(const mica_abi_env_t *env, const mica_abi_args_t *args);
     int32_t max_tokens;     /* rows per call: the prefill chunk, 1 for decode */
-    uint64_t logits_offset; /* arena byte offset of the f32 logits output */
+    uint64_t logits_offset; /* arena byte offset of the f32 logits output: row r
+                               (r < n_tokens) at logits_offset + r * n_vocab * 4 */
     int32_t logits_rows;    /* rows of it written per call: n_tokens (prefill) or 1 */
     uint32_t n_ops;
     const mica_abi_op_t *ops;
