@@ -91,8 +91,9 @@ def _avx2_tile(dt, rows, tiles, b32):
       % (dt, rows, tiles, "b32" if b32 else "any"))
     w("    const float *cm, int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st,")
     w("    const uint16_t *mt, int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k,")
-    w("    int32_t ag, int32_t wg)")
+    w("    int32_t ag, int32_t wg, const uint8_t *pf)")
     w("{")
+    w("    (void)pf;")
     if b32:
         w("    const int32_t b = 32, nb = k / 32, tb = %d;" % (16 if u4 else 32))
     else:
@@ -231,7 +232,7 @@ def _avx2_gemm_tile(dt, rows, tiles):
     args = ("(const int8_t *x, const float *xsr, int32_t nka,\n"
             "    const float *cm, int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st,\n"
             "    const uint16_t *mt, int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k,\n"
-            "    int32_t ag, int32_t wg")
+            "    int32_t ag, int32_t wg, const uint8_t *pf")
     # the body twice: with the mins factors given (cm) and computed inline
     w("static inline __attribute__((always_inline)) void %s_c%s, const int hascm)" % (name, args))
     w("{")
@@ -250,6 +251,14 @@ def _avx2_gemm_tile(dt, rows, tiles):
     for r in R:
         w("    const int8_t *x%dp = x + %d * (int64_t)k;" % (r, r))
     w("    for (int32_t j = 0; j < nb; j++) {")
+    # pf: the weights of the next tiles, read from memory while this
+    # block's are used from L1 (to L2: the rows below still need these)
+    w("        if (pf) {")
+    for t in T:
+        for line in range(2 if u4 else 4):
+            w("            _mm_prefetch((const char *)(pf + %d * wts + (int64_t)j * %d + %d), _MM_HINT_T1);"
+              % (t, 8 * (16 if u4 else 32), 64 * line))
+    w("        }")
     for r in R:
         w("        __m256i %s;" % ", ".join("h%d%d" % (r, t) for t in T))
     for i in range(8):
@@ -317,9 +326,9 @@ def _avx2_gemm_tile(dt, rows, tiles):
     w("static inline void %s%s)" % (name, args))
     w("{")
     w("    if (cm)")
-    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, 1);" % name)
+    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, pf, 1);" % name)
     w("    else")
-    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, 0);" % name)
+    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, pf, 0);" % name)
     w("}")
     return "\n".join(o) + "\n"
 
@@ -348,7 +357,7 @@ static inline void mica_kq_avx2_store(float *y, __m256 v, int32_t cn)
     # the dispatcher: rows, tiles and the block are known only at run time
     out.append("typedef void (*mica_kq_avx2_fn)(const int8_t *, const float *, int32_t, const float *,\n"
                "    int32_t, const uint8_t *, int64_t, const uint16_t *, const uint16_t *, int64_t,\n"
-               "    float *, int64_t, int32_t, int32_t, int32_t, int32_t);\n")
+               "    float *, int64_t, int32_t, int32_t, int32_t, int32_t, const uint8_t *);\n")
     for dt in ("u4", "i8"):
         out.append("static const mica_kq_avx2_fn mica_kq_avx2_%s_fns[2][%d][%d] = {" % (dt, ep, tmax))
         for mode in ("any", "b32"):
