@@ -54,7 +54,7 @@ PROTOS = {
 # gemm / gemv (NEON): the dot scheme of _neon_tile.
 DIALECT = {
     "scalar": {"kind": "portable", "template": None, "ep": 1},
-    "avx2": {"kind": "avx2", "template": "quant_avx2.c.in", "ep": 4, "tiles": 2},
+    "avx2": {"kind": "avx2", "template": "quant_avx2.c.in", "ep": 6, "tiles": 2},
     "avx512vnni": {"kind": "avx512", "template": "quant_avx512.c.in", "ep": 3},
     "neon": {"kind": "neon", "template": "quant_neon.c.in", "ep": 3, "gemm": "smlal",
              "gemv": "smlal"},
@@ -91,8 +91,9 @@ def _avx2_tile(dt, rows, tiles, b32):
       % (dt, rows, tiles, "b32" if b32 else "any"))
     w("    const float *cm, int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st,")
     w("    const uint16_t *mt, int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k,")
-    w("    int32_t ag, int32_t wg)")
+    w("    int32_t ag, int32_t wg, const uint8_t *pf)")
     w("{")
+    w("    (void)pf;")
     if b32:
         w("    const int32_t b = 32, nb = k / 32, tb = %d;" % (16 if u4 else 32))
     else:
@@ -216,6 +217,122 @@ def _avx2_tile(dt, rows, tiles, b32):
     return "\n".join(o) + "\n"
 
 
+def _avx2_gemm_tile(dt, rows, tiles):
+    """C of mica_kq_avx2_<dt>_r<rows>t<tiles>_g32: the prefill tile for
+    blocks of exactly 32 of K. Each weight step is unpacked once and used
+    by every row; the i16 (u4) / i32 (i8) block sums of rows x tiles stay
+    in registers for the 8 steps of a block, the f32 sums live in a stack
+    array (rows x tiles registers more would not fit the 16 ymm), updated
+    once per block with the same float steps as every other path."""
+    u4 = dt == "u4"
+    R, T = range(rows), range(tiles)
+    o = []
+    w = o.append
+    name = "mica_kq_avx2_%s_r%dt%d_g32" % (dt, rows, tiles)
+    args = ("(const int8_t *x, const float *xsr, int32_t nka,\n"
+            "    const float *cm, int32_t cms, const uint8_t *wt, int64_t wts, const uint16_t *st,\n"
+            "    const uint16_t *mt, int64_t sts, float *y, int64_t ldy, int32_t cn, int32_t k,\n"
+            "    int32_t ag, int32_t wg, const uint8_t *pf")
+    # the body twice: with the mins factors given (cm) and computed inline
+    w("static inline __attribute__((always_inline)) void %s_c%s, const int hascm)" % (name, args))
+    w("{")
+    w("    const int32_t nb = k / 32, tb = %d;" % (16 if u4 else 32))
+    if u4:
+        w("    const __m256i shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);")
+        w("    const __m256i m0f = _mm256_set1_epi8(0x0f);")
+    w("    const __m256i ones = _mm256_set1_epi16(1);")
+    w("    __m256 acc[%d];" % (rows * tiles))
+    w("    for (int32_t i = 0; i < %d; i++)" % (rows * tiles))
+    w("        acc[i] = _mm256_setzero_ps();")
+    w("    const int32_t ra = ag / 32, rw = wg / 32; /* blocks per scale of x, of w */")
+    w("    int32_t ja = 0, jw = 0, ca = 0, cw = 0;")
+    for t in T:
+        w("    const uint8_t *w%dp = wt + %d * wts;" % (t, t))
+    for r in R:
+        w("    const int8_t *x%dp = x + %d * (int64_t)k;" % (r, r))
+    w("    for (int32_t j = 0; j < nb; j++) {")
+    # pf: the weights of the next tiles, read from memory while this
+    # block's are used from L1 (to L2: the rows below still need these)
+    w("        if (pf) {")
+    for t in T:
+        for line in range(2 if u4 else 4):
+            w("            _mm_prefetch((const char *)(pf + %d * wts + (int64_t)j * %d + %d), _MM_HINT_T1);"
+              % (t, 8 * (16 if u4 else 32), 64 * line))
+    w("        }")
+    for r in R:
+        w("        __m256i %s;" % ", ".join("h%d%d" % (r, t) for t in T))
+    for i in range(8):
+        w("        {")
+        for t in T:
+            src = "w%dp + %d" % (t, i * (16 if u4 else 32))
+            if u4:
+                w("            const __m256i w%d = _mm256_and_si256(_mm256_srlv_epi32(" % t)
+                w("                _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(%s))), "
+                  "shift), m0f);" % src)
+            else:
+                w("            const __m256i w%d = _mm256_loadu_si256((const __m256i *)(%s));" % (t, src))
+                w("            const __m256i v%d = _mm256_abs_epi8(w%d);" % (t, t))
+        for r in R:
+            w("            {")
+            w("                const __m256i xb = mica_kq_avx2_bx(x%dp + %d);" % (r, 4 * i))
+            for t in T:
+                if u4:
+                    p = "_mm256_maddubs_epi16(w%d, xb)" % t
+                else:
+                    p = ("_mm256_madd_epi16(_mm256_maddubs_epi16(v%d, _mm256_sign_epi8(xb, w%d)), ones)"
+                         % (t, t))
+                if i == 0:
+                    w("                h%d%d = %s;" % (r, t, p))
+                else:
+                    w("                h%d%d = _mm256_add_%s(h%d%d, %s);" % (r, t, "epi16" if u4 else "epi32", r, t, p))
+                w("                MICA_KQ_KEEP(h%d%d);" % (r, t))
+            w("            }")
+        w("        }")
+    for t in T:
+        for v, src in (("s", "st"), ("m", "mt")):
+            w("        const __m256 %s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(%s + %d * sts "
+              "+ (int64_t)jw * 8)));" % (v, t, src, t))
+    for r in R:
+        w("        {")
+        w("            const float sa = xsr[%d * nka + ja];" % r)
+        w("            const __m256 sav = _mm256_set1_ps(sa);")
+        w("            const __m256 cv = _mm256_set1_ps(hascm ? cm[%d * cms + j] : "
+          "mica_kq_minsx(x + %d * (int64_t)k, sa, j * 32, 32));" % (r, r))
+        for t in T:
+            d = "_mm256_madd_epi16(h%d%d, ones)" % (r, t) if u4 else "h%d%d" % (r, t)
+            i = r * tiles + t
+            w("            acc[%d] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(%s), _mm256_mul_ps(s%d, sav), acc[%d]);"
+              % (i, d, t, i))
+            w("            acc[%d] = _mm256_fmadd_ps(m%d, cv, acc[%d]);" % (i, t, i))
+        w("        }")
+    for t in T:
+        w("        w%dp += 8 * tb;" % t)
+    for r in R:
+        w("        x%dp += 32;" % r)
+    w("        if (++ca == ra) {")
+    w("            ca = 0;")
+    w("            ja++;")
+    w("        }")
+    w("        if (++cw == rw) {")
+    w("            cw = 0;")
+    w("            jw++;")
+    w("        }")
+    w("    }")
+    for r in R:
+        for t in T:
+            w("    mica_kq_avx2_store(y + %d * ldy + %d, acc[%d], cn - %d);" % (r, 8 * t, r * tiles + t, 8 * t))
+    w("}")
+    w("")
+    w("static inline void %s%s)" % (name, args))
+    w("{")
+    w("    if (cm)")
+    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, pf, 1);" % name)
+    w("    else")
+    w("        %s_c(x, xsr, nka, cm, cms, wt, wts, st, mt, sts, y, ldy, cn, k, ag, wg, pf, 0);" % name)
+    w("}")
+    return "\n".join(o) + "\n"
+
+
 def _avx2_tiles(ep, tmax):
     out = [r"""
 static inline void mica_kq_avx2_store(float *y, __m256 v, int32_t cn)
@@ -231,20 +348,23 @@ static inline void mica_kq_avx2_store(float *y, __m256 v, int32_t cn)
 }
 """]
     for dt in ("u4", "i8"):
-        for b32 in (True, False):
-            for rows in range(1, ep + 1):
-                for tiles in range(1, tmax + 1):
-                    out.append(_avx2_tile(dt, rows, tiles, b32))
+        for rows in range(1, ep + 1):
+            for tiles in range(1, tmax + 1):
+                out.append(_avx2_tile(dt, rows, tiles, False))
+                # one row (decode) keeps the prefetching b32 tile
+                out.append(_avx2_tile(dt, rows, tiles, True) if rows == 1
+                           else _avx2_gemm_tile(dt, rows, tiles))
     # the dispatcher: rows, tiles and the block are known only at run time
     out.append("typedef void (*mica_kq_avx2_fn)(const int8_t *, const float *, int32_t, const float *,\n"
                "    int32_t, const uint8_t *, int64_t, const uint16_t *, const uint16_t *, int64_t,\n"
-               "    float *, int64_t, int32_t, int32_t, int32_t, int32_t);\n")
+               "    float *, int64_t, int32_t, int32_t, int32_t, int32_t, const uint8_t *);\n")
     for dt in ("u4", "i8"):
         out.append("static const mica_kq_avx2_fn mica_kq_avx2_%s_fns[2][%d][%d] = {" % (dt, ep, tmax))
         for mode in ("any", "b32"):
             out.append("    {")
             for rows in range(1, ep + 1):
-                out.append("        {%s}," % ", ".join("mica_kq_avx2_%s_r%dt%d_%s" % (dt, rows, t, mode)
+                kind = "g32" if mode == "b32" and rows > 1 else mode
+                out.append("        {%s}," % ", ".join("mica_kq_avx2_%s_r%dt%d_%s" % (dt, rows, t, kind)
                                                       for t in range(1, tmax + 1)))
             out.append("    },")
         out.append("};\n")
