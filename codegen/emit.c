@@ -602,19 +602,9 @@ static mica_status_t emit_rowwise(emit_t *e, const mica_node_t *n)
                 kn, a, lda, b, ldb, y, ldy);
         break;
     }
-    case MICA_OP_SWIGLU: {
-        MICA_TRY(need_kernel(e, n, "swiglu", &kn));
-        int64_t r, c, ldx;
-        MICA_TRY(as_matrix(e, n, &n->inputs[0], &r, &c, &ldx));
-        char x[160];
-        ADDR(&n->inputs[0], "const float *", x);
-        parts = task_open(e, n, rows, cols, false);
-        fprintf(e->tasks, "    %s(%s, %" PRId64 ", (float *)%s, %" PRId64 ", lo, hi, %" PRId64 ");\n",
-                kn, x, ldx, y, ldy, cols);
-        break;
-    }
-    case MICA_OP_SOFTMAX: {
-        MICA_TRY(need_kernel(e, n, "softmax", &kn));
+    case MICA_OP_SWIGLU:
+    case MICA_OP_SOFTMAX: { /* y row from one x row: same call shape */
+        MICA_TRY(need_kernel(e, n, n->op == MICA_OP_SWIGLU ? "swiglu" : "softmax", &kn));
         int64_t r, c, ldx;
         MICA_TRY(as_matrix(e, n, &n->inputs[0], &r, &c, &ldx));
         char x[160];

@@ -477,6 +477,45 @@ Test(bench, artifact_figures_from_its_manifest)
     result_free(&r);
 }
 
+/* --profile: every op of the decode graph once, with its kernel, split,
+ * measured and roofline times; the measured total is the sum of its rows. */
+Test(bench, profile_lists_every_scheduled_op)
+{
+    const char *gguf = mica_test_golden("llama-tiny.q4_0.gguf");
+    result_t r = run("compile", gguf, "-t", "host", "-q", "w4a8", "-o", tmp("prof.mica"), NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    result_free(&r);
+    r = run("bench", tmp("prof.mica"), "-p", "8", "-n", "4", "-r", "1", "-t", "2", "--profile",
+            NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    unsigned n_ops = 0;
+    unsigned long long calls = 0;
+    const char *dec = strstr(r.out, "\ndecode: ");
+    cr_assert(dec, "no decode profile in:\n%s", r.out);
+    cr_assert_eq(sscanf(dec, "\ndecode: %u ops, %llu calls", &n_ops, &calls), 2);
+    cr_expect_eq(calls, 4, "4 decode steps, the profile counts %llu", calls);
+    /* the rows after the two header lines, up to the next blank line */
+    const char *p = strchr(dec + 1, '\n');
+    for (int skip = 0; skip < 2 && p; skip++)
+        p = strchr(p + 1, '\n');
+    unsigned rows = 0, qmm = 0;
+    while (p && p[1] == '|') {
+        rows++;
+        const char *end = strchr(p + 1, '\n');
+        char line[512];
+        size_t len = end ? (size_t)(end - p - 1) : strlen(p + 1);
+        snprintf(line, sizeof line, "%.*s", (int)(len < 511 ? len : 511), p + 1);
+        if (strstr(line, "qmatmul")) {
+            qmm++;
+            cr_expect(strstr(line, "mica_k_q"), "a qmatmul without its kernel: %s", line);
+        }
+        p = end;
+    }
+    cr_expect_eq(rows, n_ops, "%u rows for %u ops", rows, n_ops);
+    cr_expect_gt(qmm, 0);
+    result_free(&r);
+}
+
 Test(bench, limits_measured_cached_and_read_back)
 {
     /* --limits alone: measured, printed on stdout, written to the cache */

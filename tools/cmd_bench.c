@@ -38,6 +38,8 @@ static void help(void)
            "  -r R           repetitions (default 3)\n"
            "  -o md|json     a markdown table (default) or a JSON array, on stdout\n"
            "  --limits       measure this machine's read bandwidth and int8 peak again\n"
+           "  --profile      then run the last test once more and print every scheduled\n"
+           "                 op's measured time beside the compiler's roofline time\n"
            "                 (alone: print them; with a model: then bench on stdout)\n\n"
            "Beside t/s: the weight bytes a decoded token reads (the artifact's resident\n"
            "weights, or the GGUF's tensors without the embedding table when the LM head\n"
@@ -450,6 +452,74 @@ static void print_md(bench_out_t *o, const bench_test_t *t, const bench_result_t
 /* ---- the command line ---------------------------------------------------- */
 
 /* "512,128" -> values in [lo, hi]; false on anything else. */
+typedef struct prof_row {
+    mica_op_profile_t op;
+    int graph;
+    uint64_t calls;
+} prof_row_t;
+
+static int prof_cmp(const void *a, const void *b)
+{
+    const prof_row_t *x = a, *y = b;
+    double mx = x->calls ? (double)x->op.measured_ns / (double)x->calls : 0;
+    double my = y->calls ? (double)y->op.measured_ns / (double)y->calls : 0;
+    return mx < my ? 1 : mx > my ? -1 : 0;
+}
+
+/* --profile: one more run of test t with the runtime's per-op profile on,
+ * then every scheduled op's mean measured time per call beside the
+ * roofline time the compiler predicted for it, slowest first, per graph. */
+static mica_status_t print_profile(mica_cli_session_t *s, const bench_test_t *t, FILE *f,
+                                   mica_diag_t *d)
+{
+    mica_error_t err;
+    if (mica_session_profile_enable(s->session, 1, &err) != 0)
+        return mica_diag_set(d, MICA_ERR_INVALID, "%s", err.message);
+    const int32_t n_prompt = t->n_prompt, n_gen = t->n_prompt || t->n_gen ? t->n_gen : 1;
+    int32_t *ids = malloc(((size_t)n_prompt + (size_t)n_gen) * sizeof *ids);
+    if (!ids)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n_prompt + n_gen; i++)
+        ids[i] = (int32_t)(1 + (uint32_t)i * 7919u % (uint32_t)(s->n_vocab - 1));
+    double sec = 0;
+    mica_status_t st = run_once(s, ids, n_prompt, n_gen, &sec, d);
+    free(ids);
+    MICA_TRY(st);
+    static const char *const gname[] = {"prefill", "decode"};
+    for (int g = 0; g < 2; g++) {
+        uint32_t n_ops = 0;
+        uint64_t calls = 0;
+        if (mica_session_profile_op(s->session, g, 0, NULL, &n_ops, &calls, &err) != 0 || !calls)
+            continue;
+        prof_row_t *rows = calloc(n_ops ? n_ops : 1, sizeof *rows);
+        if (!rows)
+            return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
+        double sum_m = 0, sum_p = 0;
+        for (uint32_t i = 0; i < n_ops; i++) {
+            rows[i].graph = g;
+            rows[i].calls = calls;
+            mica_session_profile_op(s->session, g, i, &rows[i].op, NULL, NULL, &err);
+            sum_m += (double)rows[i].op.measured_ns / (double)calls;
+            sum_p += rows[i].op.predicted_ns;
+        }
+        qsort(rows, n_ops, sizeof *rows, prof_cmp);
+        fprintf(f, "\n%s: %u ops, %" PRIu64 " calls; per call: measured %.1f us, roofline "
+                   "%.1f us\n", gname[g], n_ops, calls, sum_m / 1e3, sum_p / 1e3);
+        fprintf(f, "| %-40s | %-34s | parts | measured us | roofline us | x roofline |\n", "op",
+                "kernel");
+        fprintf(f, "| %.40s | %.34s | ----: | ----------: | ----------: | ---------: |\n",
+                "----------------------------------------", "----------------------------------");
+        for (uint32_t i = 0; i < n_ops; i++) {
+            const mica_op_profile_t *o = &rows[i].op;
+            double m = (double)o->measured_ns / (double)calls / 1e3, pr = o->predicted_ns / 1e3;
+            fprintf(f, "| %-40.40s | %-34.34s | %5u | %11.2f | %11.2f | %10.2f |\n", o->label,
+                    o->kernel, o->n_parts, m, pr, pr > 0 ? m / pr : 0.0);
+        }
+        free(rows);
+    }
+    return MICA_OK;
+}
+
 static bool parse_list(const char *s, int64_t lo, int64_t hi, int32_t *out, int *out_n)
 {
     char buf[256];
@@ -476,7 +546,7 @@ int mica_cmd_bench(int argc, char **argv)
     int n_prompts = 1, n_gens = 1, n_threads = 1, n_pg = 0;
     int32_t pg[MAX_LIST][2];
     int64_t reps = 3;
-    bool json = false, limits_again = false;
+    bool json = false, limits_again = false, profile = false;
     int32_t cores;
     char cpu[MICA_LIMITS_CPU_MAX], arch[16];
     mica_limits_machine(cpu, arch, &cores);
@@ -530,8 +600,7 @@ int mica_cmd_bench(int argc, char **argv)
         } else if (!strcmp(a, "--limits")) {
             limits_again = true;
         } else if (!strcmp(a, "--profile")) {
-            return mica_cli_usage("bench", "--profile needs the compiled runtime, which this build "
-                                           "does not have yet");
+            profile = true;
         } else if (!strcmp(a, "-m")) {
             NEED_VALUE();
             if (model)
@@ -610,6 +679,13 @@ int mica_cmd_bench(int argc, char **argv)
     }
     if (json && out.n_printed)
         printf("\n]\n");
+    if (st == MICA_OK && profile) {
+        if (!s.session)
+            st = mica_diag_set(&d, MICA_ERR_UNSUPPORTED,
+                               "--profile needs a compiled artifact (this runs on the ref path)");
+        else
+            st = print_profile(&s, &tests[n_tests - 1], json ? stderr : stdout, &d);
+    }
     mica_cli_session_close(&s);
     return st == MICA_OK ? MICA_EXIT_OK : mica_cli_fail(model, &d);
 }
