@@ -65,6 +65,19 @@ DIALECT = {
 }
 
 
+
+# The end of one K-block step of every tile loop: move to the next
+# activation group (ja) and weight group (jw) when the block count of each
+# (ra, rw blocks per group) runs out.
+_GROUP_ADVANCE = """        if (++ca == ra) {
+            ca = 0;
+            ja++;
+        }
+        if (++cw == rw) {
+            cw = 0;
+            jw++;
+        }"""
+
 def _render(fname, isa, extra):
     with open(os.path.join(HERE, fname), encoding="utf-8") as f:
         text = f.read()
@@ -201,14 +214,7 @@ def _avx2_tile(dt, rows, tiles, b32):
               % (r, t, r, t, t, r, t))
             w("            a%d%d = _mm256_fmadd_ps(m%d, cv, a%d%d);" % (r, t, t, r, t))
         w("        }")
-    w("        if (++ca == ra) {")
-    w("            ca = 0;")
-    w("            ja++;")
-    w("        }")
-    w("        if (++cw == rw) {")
-    w("            cw = 0;")
-    w("            jw++;")
-    w("        }")
+    w(_GROUP_ADVANCE)
     w("    }")
     for r in R:
         for t in T:
@@ -309,14 +315,7 @@ def _avx2_gemm_tile(dt, rows, tiles):
         w("        w%dp += 8 * tb;" % t)
     for r in R:
         w("        x%dp += 32;" % r)
-    w("        if (++ca == ra) {")
-    w("            ca = 0;")
-    w("            ja++;")
-    w("        }")
-    w("        if (++cw == rw) {")
-    w("            cw = 0;")
-    w("            jw++;")
-    w("        }")
+    w(_GROUP_ADVANCE)
     w("    }")
     for r in R:
         for t in T:
@@ -526,14 +525,7 @@ def _neon_tile(scheme, dt, rows, name):
               % (r, h, r, h, r, h, h))
             w("            a%d%d = vfmaq_n_f32(a%d%d, m%d, c);" % (r, h, r, h, h))
         w("        }")
-    w("        if (++ca == ra) {")
-    w("            ca = 0;")
-    w("            ja++;")
-    w("        }")
-    w("        if (++cw == rw) {")
-    w("            cw = 0;")
-    w("            jw++;")
-    w("        }")
+    w(_GROUP_ADVANCE)
     w("    }")
     for r in R:
         w("    mica_kq_neon_store(y + %d * ldy, a%d0, a%d1, cn);" % (r, r, r))
@@ -675,14 +667,7 @@ def _avx512_tile(dt, rows, name):
               % (r, c, dv, c, r, c))
             w("            a%d%d = _mm512_fmadd_ps(m%d, cv, a%d%d);" % (r, c, c, r, c))
         w("        }")
-    w("        if (++ca == ra) {")
-    w("            ca = 0;")
-    w("            ja++;")
-    w("        }")
-    w("        if (++cw == rw) {")
-    w("            cw = 0;")
-    w("            jw++;")
-    w("        }")
+    w(_GROUP_ADVANCE)
     w("    }")
     for r in R:
         for c in C:
