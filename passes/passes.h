@@ -32,7 +32,7 @@ typedef struct mica_compile_options {
     int64_t context;        /* KV cache capacity in tokens; 0 = the model's trained
                                length capped by the memory budget */
     int32_t prefill_chunk;  /* tokens per prefill call; 0 = the target's choice */
-    const char *head_quant; /* LM head: "int8" (default) or "int4"; not owned */
+    const char *head_quant; /* LM head: "auto" (default: the source's width), "int8" or "int4"; not owned */
 } mica_compile_options_t;
 
 /* Writes the defaults into *o. */

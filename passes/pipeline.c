@@ -54,7 +54,7 @@ void mica_compile_options_init(mica_compile_options_t *o)
     o->group = 0;
     o->context = 0;
     o->prefill_chunk = 0;
-    o->head_quant = "int8";
+    o->head_quant = "auto";
 }
 
 mica_status_t mica_pass_ctx_init(mica_pass_ctx_t *ctx, const struct mica_target *target,

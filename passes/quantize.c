@@ -463,7 +463,11 @@ static mica_status_t rewrite_matmul(ctx_t *c, const mica_node_t *n, mica_operand
     }
     const bool w4 = o->mode == MICA_QUANT_W4A8 || o->mode == MICA_QUANT_W4A16;
     const bool a8 = o->mode == MICA_QUANT_W4A8 || o->mode == MICA_QUANT_W8A8;
-    bool four = is_head(name) ? o->head == MICA_QUANT_HEAD_INT4 : w4;
+    bool four = w4;
+    if (is_head(name))
+        four = o->head == MICA_QUANT_HEAD_INT4 ||
+               (o->head == MICA_QUANT_HEAD_AUTO && w4 &&
+                mica_quant_is_lossless(w->type.dtype, MICA_DTYPE_U4));
     mica_dtype_t qt = four ? MICA_DTYPE_U4 : MICA_DTYPE_I8;
     int64_t want = o->group, group;
     char note[96] = "";
@@ -584,7 +588,8 @@ mica_status_t mica_pass_quantize(const mica_quant_options_t *opt, mica_const_sto
         return mica_diag_set(d, MICA_ERR_INVALID,
                              "quantize: activation group %lld is not 8, 16, 32, 64 or 128",
                              (long long)opt->act_group);
-    if (opt->head != MICA_QUANT_HEAD_INT8 && opt->head != MICA_QUANT_HEAD_INT4)
+    if (opt->head != MICA_QUANT_HEAD_AUTO && opt->head != MICA_QUANT_HEAD_INT8 &&
+        opt->head != MICA_QUANT_HEAD_INT4)
         return mica_diag_set(d, MICA_ERR_INVALID, "quantize: unknown head choice %d",
                              (int)opt->head);
     ctx_t c = {.opt = opt, .store = store, .old = *g, .d = d, .mode_name = c.mode_name};
@@ -622,8 +627,16 @@ mica_status_t mica_pass_quantize_run(mica_pass_ctx_t *ctx, mica_graph_t **g)
     if (o.mode == MICA_QUANT_MODE_COUNT)
         return mica_diag_set(ctx->diag, MICA_ERR_INVALID, "unknown quantization '%s'", co->quant);
     o.group = co->group;
-    o.head = co->head_quant && !strcmp(co->head_quant, "int4") ? MICA_QUANT_HEAD_INT4
-                                                               : MICA_QUANT_HEAD_INT8;
+    const char *h = co->head_quant ? co->head_quant : "auto";
+    if (!strcmp(h, "auto"))
+        o.head = MICA_QUANT_HEAD_AUTO;
+    else if (!strcmp(h, "int8"))
+        o.head = MICA_QUANT_HEAD_INT8;
+    else if (!strcmp(h, "int4"))
+        o.head = MICA_QUANT_HEAD_INT4;
+    else
+        return mica_diag_set(ctx->diag, MICA_ERR_INVALID,
+                             "unknown LM head quantization '%s' (auto, int8 or int4)", h);
     /* the graph's own store (a program's, shared by its graphs), or a new
      * one the graph alone holds */
     mica_const_store_t *store = (*g)->consts;

@@ -15,8 +15,10 @@
  * default. A row that G does not divide takes the largest of 128, 64, 32,
  * 16, 8 (<= G) that does; the qmatmul / wmatmul group attribute and the
  * summary say so. The LM head (output.weight, or token_embd.weight used as
- * the head) is int8 unless head = int4; the embedding op's table is never
- * touched. The summary (optional) gets one line per quantized weight with
+ * the head) follows the head option: by default (auto) it keeps the
+ * source's width, u4 when the mode has 4-bit weights and the source is a
+ * 4-bit block type that transcodes without loss (Q4_0, Q4_1), else i8;
+ * int8 and int4 force it. The embedding op's table is never touched. The summary (optional) gets one line per quantized weight with
  * its quantization NMSE against the source's exact dequantized values.
  */
 #ifndef MICA_PASS_QUANTIZE_H
@@ -41,12 +43,13 @@ typedef enum mica_quant_mode {
 } mica_quant_mode_t;
 
 typedef enum mica_quant_head {
-    MICA_QUANT_HEAD_INT8 = 0, /* the default */
-    MICA_QUANT_HEAD_INT4 = 1,
+    MICA_QUANT_HEAD_AUTO = 0, /* the default: the source's width, see above */
+    MICA_QUANT_HEAD_INT8 = 1,
+    MICA_QUANT_HEAD_INT4 = 2,
 } mica_quant_head_t;
 
 /* Options of the pass. All zero is the default: w4a8, default weight
- * groups, activation group 32, int8 head, no summary. */
+ * groups, activation group 32, auto head, no summary. */
 typedef struct mica_quant_options {
     mica_quant_mode_t mode;
     int64_t group;          /* weight group: 0 = default rule, else 32, 64 or 128 */

@@ -562,7 +562,7 @@ GOLDEN(llama_f32_w8a8, "llama-tiny", "f32", MICA_QUANT_W8A8, 1.25, "q8_0")
 GOLDEN(qwen2_f32_w8a16, "qwen2-tiny", "f32", MICA_QUANT_W8A16, 1.25, "q8_0")
 
 /* The pass's choices show in the graph and the summary: a row of 160 that
- * group 64 does not divide takes 32, the head is int8, the embedding table
+ * group 64 does not divide takes 32, an f32 head is int8, the embedding table
  * is untouched, --group 64 requantizes a Q4_0 file. */
 Test(quantize, choices_in_the_dump)
 {
@@ -604,7 +604,30 @@ Test(quantize, choices_in_the_dump)
     cr_assert_eq(mica_pass_quantize(&opt, p->consts, &p->prefill, &d), MICA_OK, "%s", d.msg);
     cr_assert(strstr(summary, "blk.0.attn_q.weight q4_0[64,64] -> u4.g32, transcoded, nmse 0.000e+00"),
               "%s", summary);
-    cr_assert(strstr(summary, "output.weight q4_0[32000,64] -> i8.g32, transcoded"), "%s", summary);
+    /* auto: a 4-bit source head stays 4-bit (int8 would hold the same values) */
+    cr_assert(strstr(summary, "output.weight q4_0[32000,64] -> u4.g32, transcoded"), "%s", summary);
+    mica_test_model_close(&x);
+    /* int8 forces it wider; in w8a8 the head is int8 whatever the option */
+    const mica_quant_head_t heads[2] = {MICA_QUANT_HEAD_INT8, MICA_QUANT_HEAD_AUTO};
+    const mica_quant_mode_t modes[2] = {MICA_QUANT_W4A8, MICA_QUANT_W8A8};
+    for (int i = 0; i < 2; i++) {
+        mica_test_program_open(&x, mica_test_golden("llama-tiny.q4_0.gguf"), 4, 8, NULL);
+        summary[0] = 0;
+        opt.head = heads[i];
+        opt.mode = modes[i];
+        cr_assert_eq(mica_pass_quantize(&opt, x.p->consts, &x.p->decode, &d), MICA_OK, "%s",
+                     d.msg);
+        cr_assert(strstr(summary, "output.weight q4_0[32000,64] -> i8.g32, transcoded"), "%s",
+                  summary);
+        mica_test_model_close(&x);
+    }
+    /* an f32 head is requantized to int8 under auto, to int4 when asked */
+    mica_test_program_open(&x, mica_test_golden("llama-tiny.f32.gguf"), 4, 8, NULL);
+    summary[0] = 0;
+    opt.head = MICA_QUANT_HEAD_INT4;
+    opt.mode = MICA_QUANT_W4A8;
+    cr_assert_eq(mica_pass_quantize(&opt, x.p->consts, &x.p->decode, &d), MICA_OK, "%s", d.msg);
+    cr_assert(strstr(summary, "output.weight f32[32000,64] -> u4.g64"), "%s", summary);
     mica_test_model_close(&x);
 }
 

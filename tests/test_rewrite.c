@@ -445,7 +445,7 @@ Test(pass_ctx, defaults_and_the_pipeline_in_a_context)
     memset(&o, 0x5a, sizeof o);
     mica_compile_options_init(&o);
     cr_assert_str_eq(o.quant, "w4a8");
-    cr_assert_str_eq(o.head_quant, "int8");
+    cr_assert_str_eq(o.head_quant, "auto");
     cr_assert_eq(o.group, 0);
     cr_assert_eq(o.context, 0);
     cr_assert_eq(o.prefill_chunk, 0);

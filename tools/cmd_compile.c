@@ -22,7 +22,8 @@ static void help(void)
            "  --group G          quantization group: 32, 64 or 128 (default: 32 for\n"
            "                     GGUF Q4_0/Q4_1/Q8_0 tensors, which transcode exactly,\n"
            "                     64 for the rest)\n"
-           "  --head int8|int4   LM head quantization (default int8)\n"
+           "  --head auto|int8|int4  LM head weights: auto (default) keeps a 4-bit source head\n"
+           "                     at 4 bits when it converts without loss, else int8\n"
            "  -c N               context (KV cache) in tokens (default: the model's\n"
            "                     trained length, capped by the target's memory budget)\n"
            "  --chunk N          prefill tokens per call (default: the target's)\n"
@@ -61,8 +62,8 @@ int mica_cmd_compile(int argc, char **argv)
             } else if (!strcmp(a, "-q")) {
                 req.options.quant = v;
             } else if (!strcmp(a, "--head")) {
-                if (strcmp(v, "int8") && strcmp(v, "int4"))
-                    return mica_cli_usage("compile", "--head is int8 or int4, not '%s'", v);
+                if (strcmp(v, "auto") && strcmp(v, "int8") && strcmp(v, "int4"))
+                    return mica_cli_usage("compile", "--head is auto, int8 or int4, not '%s'", v);
                 req.options.head_quant = v;
             } else if (!strcmp(a, "--group")) {
                 if (!mica_arg_int(v, 1, 1 << 20, &n) || (n != 32 && n != 64 && n != 128))
