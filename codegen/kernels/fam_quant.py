@@ -622,13 +622,17 @@ def _avx512_tile(dt, rows, name):
     w("        const int32_t k0 = j * b;")
     w("        const uint8_t *wb = wt + (int64_t)(k0 / 4) * %d;" % tb)
     w("        const int8_t *xp = x + k0;")
-    if rows == 1:
-        for line in range(2 if u4 else 4):
-            w("        _mm_prefetch((const char *)(wb + %d), _MM_HINT_T0);" % (2048 + 64 * line))
     for r in R:
         w("        __m512i %s;" % ", ".join("d%d%d = _mm512_setzero_si512()" % (r, c) for c in C))
     w("        for (int32_t s = 0; s < steps; s++) {")
     w("            const uint8_t *ws_ = wb + (int64_t)s * %d;" % tb)
+    if rows == 1:
+        # decode streams each weight once: every line of the step 2 KiB
+        # ahead, two 32-K blocks of this 64-wide tile (the hardware
+        # prefetcher alone reached 75 % of a plain read on Sapphire Rapids,
+        # this about all of it)
+        for line in range(tb // 64):
+            w("            _mm_prefetch((const char *)(ws_ + %d), _MM_HINT_T0);" % (2048 + 64 * line))
     if u4:
         w("            const __m512i va = _mm512_loadu_si512((const void *)ws_), vb = "
           "_mm512_loadu_si512((const void *)(ws_ + 64));")
