@@ -444,7 +444,7 @@ static double kq_ref_quant(double x, float s)
 
 /* A row of k with the awkward cases: zero groups, exact ties (a group whose
  * max is 127 has scale 1, so h + 0.5 is a tie), NaN, infinity, subnormal
- * groups, very large values. */
+ * groups, very large values, values an ulp from a tie of an awkward scale. */
 static void kq_fill_row(kq_rng_t *r, float *x, int32_t k, int32_t group, int specials)
 {
     for (int32_t j = 0; j < k / group; j++) {
@@ -469,6 +469,23 @@ static void kq_fill_row(kq_rng_t *r, float *x, int32_t k, int32_t group, int spe
         } else if (kind == 6) {
             for (int32_t i = 0; i < group; i++)
                 g[i] = kq_float(r) * 1e30f;
+        } else if (kind == 7 || kind == 8) {
+            /* within an ulp of the half-integers of an awkward scale: the
+             * max fixes s = f32(max / 127), the rest sit at f32((n + 1/2) s)
+             * nudged one ulp either way or not at all (8: s subnormal) */
+            const int im = kq_range(r, 0, group - 1);
+            g[im] = (float)(127.0 * (0.5 + 0.5 * fabs((double)kq_float(r)))) *
+                    (kind == 7 ? mag : 0x1p-140f);
+            const float sc = (float)((double)g[im] / 127.0);
+            for (int32_t i = 0; i < group; i++) {
+                if (i == im)
+                    continue;
+                float t = (float)(((double)kq_range(r, -127, 126) + 0.5) * (double)sc);
+                const int nudge = kq_range(r, 0, 2);
+                if (nudge)
+                    t = nextafterf(t, nudge == 1 ? INFINITY : -INFINITY);
+                g[i] = fabsf(t) <= g[im] ? t : g[im];
+            }
         }
     }
 }
