@@ -607,12 +607,14 @@ def _avx512_tile(dt, rows, name):
     w = o.append
     w("static inline void %s(const int8_t *x, const float *xsr, int32_t nka, const float *cm," % name)
     w("    const int32_t *cs, int32_t cms, const uint8_t *wt, const uint16_t *st,")
-    w("    const uint16_t *mt, float *y, int64_t ldy, int32_t cn, int32_t k, int32_t ag, int32_t wg)")
+    w("    const uint16_t *mt, float *y, int64_t ldy, int32_t cn, int32_t k, int32_t ag, int32_t wg,")
+    w("    const uint8_t *pf)")
     w("{")
     w("    const int32_t b = ag < wg ? ag : wg, nb = k / b, steps = b / 4;")
     w("    const int32_t ra = ag / b, rw = wg / b; /* blocks per scale of x, of w */")
     w("    int32_t ja = 0, jw = 0, ca = 0, cw = 0;")
     w("    const __m512i m0f = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8((char)0x80);")
+    w("    (void)pf;")
     w("    (void)m0f;")
     w("    (void)flip;")
     w("    (void)cs;")
@@ -633,6 +635,14 @@ def _avx512_tile(dt, rows, name):
         # this about all of it)
         for line in range(tb // 64):
             w("            _mm_prefetch((const char *)(ws_ + %d), _MM_HINT_T0);" % (2048 + 64 * line))
+    else:
+        # pf (gemm, the first row block of a tile): the next tile's lines
+        # at the same offset, from memory to L2 while this one's come from
+        # L1 (the rows below still use them), as the AVX2 gemm does
+        w("            if (pf) {")
+        for line in range(tb // 64):
+            w("                _mm_prefetch((const char *)(pf + (ws_ - wt) + %d), _MM_HINT_T1);" % (64 * line))
+        w("            }")
     if u4:
         w("            const __m512i va = _mm512_loadu_si512((const void *)ws_), vb = "
           "_mm512_loadu_si512((const void *)(ws_ + 64));")
@@ -706,7 +716,7 @@ static inline void mica_kq_avx512_store(float *y, __m512 v, int32_t cn)
 typedef void (*mica_kq_avx512_fn)(const int8_t *, const float *, int32_t, const float *,
                                   const int32_t *, int32_t, const uint8_t *, const uint16_t *,
                                   const uint16_t *, float *, int64_t, int32_t, int32_t, int32_t,
-                                  int32_t);
+                                  int32_t, const uint8_t *);
 """]
     for dt in ("u4", "i8"):
         names = []
