@@ -415,6 +415,10 @@ static char *manifest_text(const mica_compile_request_t *req, const mica_target_
                "\nmemory.embedding_rows %" PRIu64 "\nmemory.arena %" PRIu64
                "\nmemory.kv_cache %" PRIu64 "\nmemory.peak %" PRIu64 "\n",
             m->weights, m->embedding, m->embedding_rows, m->arena, m->kv_cache, m->peak);
+    if (object) { /* what one decode step of model.so reads of them */
+        const uint64_t unread = mica_emit_unread_bytes(p->decode);
+        fprintf(f, "memory.weights_read %" PRIu64 "\n", m->weights > unread ? m->weights - unread : 0);
+    }
     for (int i = 0; i < N_FILES; i++)
         fprintf(f, "file %s %" PRIu64 " %016" PRIx64 "\n", files[i].name, files[i].size,
                 files[i].sum);

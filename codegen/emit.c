@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "half.h"
 #include "memplan.h"
 #include "rewrite.h"
 
@@ -461,6 +462,41 @@ static void head_range(emit_t *e, const mica_node_t *n, int64_t n_dim, int32_t g
     (void)parts;
 }
 
+/* Whether the packed mins of a quantized weight are those of a symmetric
+ * source, -8 s for u4 (Q4_0's zero point) or 0 for i8 (Q8_0), for every
+ * group, padding included: the kernels then take the scales as the mins
+ * (wm == ws) and never read the mins, a ninth of a u4 weight's bytes. */
+static bool symmetric_mins(const mica_node_t *ws, const mica_node_t *wm, bool u4)
+{
+    if (!ws->data || !wm->data || ws->nbytes != wm->nbytes || ws->nbytes % 2 != 0 ||
+        ws->type.dtype != MICA_DTYPE_F16 || wm->type.dtype != MICA_DTYPE_F16)
+        return false;
+    const uint8_t *sp = ws->data, *mp = wm->data;
+    for (uint64_t i = 0; i < ws->nbytes; i += 2) {
+        const uint16_t sb = (uint16_t)(sp[i] | sp[i + 1] << 8), mb = (uint16_t)(mp[i] | mp[i + 1] << 8);
+        const float s = mica_f16_to_f32(sb), m = mica_f16_to_f32(mb);
+        if (m != (u4 ? -8.0f * s : 0.0f))
+            return false;
+    }
+    return true;
+}
+
+uint64_t mica_emit_unread_bytes(const mica_graph_t *g)
+{
+    uint64_t bytes = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const mica_node_t *n = g->nodes[i];
+        if (!n || n->op != MICA_OP_QMATMUL)
+            continue;
+        const mica_node_t *wq = g->nodes[n->inputs[2].value], *ws = g->nodes[n->inputs[3].value],
+                          *wm = g->nodes[n->inputs[4].value];
+        if (wq->type.layout.pad_n > 0 &&
+            symmetric_mins(ws, wm, wq->type.dtype == MICA_DTYPE_U4))
+            bytes += wm->nbytes;
+    }
+    return bytes;
+}
+
 static mica_status_t emit_qmatmul(emit_t *e, const mica_node_t *n)
 {
     const mica_node_t *wq = e->g->nodes[n->inputs[2].value];
@@ -487,7 +523,11 @@ static mica_status_t emit_qmatmul(emit_t *e, const mica_node_t *n)
     ADDR(&n->inputs[1], "const float *", xs);
     ADDR(&n->inputs[2], "const uint8_t *", w);
     ADDR(&n->inputs[3], "const uint16_t *", ws);
-    ADDR(&n->inputs[4], "const uint16_t *", wm);
+    if (symmetric_mins(e->g->nodes[n->inputs[3].value], e->g->nodes[n->inputs[4].value], u4)) {
+        snprintf(wm, sizeof wm, "%s", ws);
+    } else {
+        ADDR(&n->inputs[4], "const uint16_t *", wm);
+    }
     VADDR(n->id, y);
     int32_t parts = task_open(e, n, rows, cols, true);
     if (is_head(e, n)) {

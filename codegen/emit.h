@@ -38,6 +38,12 @@ typedef struct mica_emit_request {
  * MICA_ERR_UNSUPPORTED for a target without CPU kernels (opencl). */
 mica_status_t mica_emit_kernel_isa(const mica_target_t *t, const char **out_isa, mica_diag_t *d);
 
+/* Bytes of weights graph g has that its kernels never read: the mins of
+ * quantized matmuls whose source was symmetric (Q4_0, Q8_0), for which
+ * model.c passes the scales as the mins. memory.weights minus this is what
+ * one run of g reads. */
+uint64_t mica_emit_unread_bytes(const mica_graph_t *g);
+
 /* Writes model.c for req to out. Ops or operand layouts the kernels do not
  * cover fail with MICA_ERR_UNSUPPORTED naming the op. */
 mica_status_t mica_emit_model_c(const mica_emit_request_t *req, FILE *out, mica_diag_t *d);

@@ -181,6 +181,7 @@ static int kq_fail(const kq_variant_t *v, const char *what, long a, long b, long
 
 typedef struct kq_qmm_case {
     int32_t m, n, k, ag, wg, hp, lp, u4;
+    int sym; /* a symmetric source: mins -8 s (u4) or 0 (i8), passed as wm = ws */
     int64_t ldy;
     int8_t *q;           /* [n, k] logical weight values */
     uint8_t *wq;         /* packed */
@@ -236,7 +237,9 @@ static int kq_qmm_make(kq_qmm_case_t *c, kq_rng_t *r, int zero_mins)
     for (int32_t i = 0; i < c->n; i++)
         for (int32_t j = 0; j < nkw; j++) {
             const uint16_t s = kq_rand_half(r, -9, -3, 1);
-            const uint16_t mn = zero_mins ? 0 : kq_rand_half(r, -8, -1, c->u4 ? -1 : 0);
+            uint16_t mn = zero_mins ? 0 : kq_rand_half(r, -8, -1, c->u4 ? -1 : 0);
+            if (c->sym) /* u4: -8 s, the exponent 3 up and the sign set (s is normal, < 2^-2) */
+                mn = c->u4 ? (uint16_t)(0x8000 | (s + (3 << 10))) : 0;
             const int64_t at = ((int64_t)(i / c->hp) * nkw + j) * c->hp + i % c->hp;
             c->ws[at] = s;
             c->wm[at] = mn;
@@ -298,7 +301,7 @@ static void kq_qmm_pieces(kq_qmm_fn fn, const kq_qmm_case_t *c, kq_rng_t *r, flo
             int32_t q = p + kq_range(r, 1, tiles) * c->hp;
             if (q > n1)
                 q = n1;
-            fn(c->xq, c->xs, c->wq, c->ws, c->wm, y, c->ldy, a, b, p, q, c->n, c->k, c->ag, c->wg);
+            fn(c->xq, c->xs, c->wq, c->ws, c->sym ? c->ws : c->wm, y, c->ldy, a, b, p, q, c->n, c->k, c->ag, c->wg);
             p = q;
         }
         a = b;
@@ -320,10 +323,10 @@ static int kq_check_qmm_case(const kq_variant_t *v, kq_qmm_case_t *c, kq_rng_t *
     for (int64_t i = 0; i < ny; i++)
         y[i] = y2[i] = sentinel;
     /* empty ranges write nothing */
-    fn(c->xq, c->xs, c->wq, c->ws, c->wm, y, c->ldy, 0, 0, 0, c->n, c->n, c->k, c->ag, c->wg);
-    fn(c->xq, c->xs, c->wq, c->ws, c->wm, y, c->ldy, 0, c->m, 0, 0, c->n, c->k, c->ag, c->wg);
+    fn(c->xq, c->xs, c->wq, c->ws, c->sym ? c->ws : c->wm, y, c->ldy, 0, 0, 0, c->n, c->n, c->k, c->ag, c->wg);
+    fn(c->xq, c->xs, c->wq, c->ws, c->sym ? c->ws : c->wm, y, c->ldy, 0, c->m, 0, 0, c->n, c->k, c->ag, c->wg);
     /* the whole range in one call */
-    fn(c->xq, c->xs, c->wq, c->ws, c->wm, y, c->ldy, 0, c->m, 0, c->n, c->n, c->k, c->ag, c->wg);
+    fn(c->xq, c->xs, c->wq, c->ws, c->sym ? c->ws : c->wm, y, c->ldy, 0, c->m, 0, c->n, c->n, c->k, c->ag, c->wg);
     const int32_t b = c->ag < c->wg ? c->ag : c->wg;
     const double tol = ldexp((double)(c->k / b + 8), -22);
     for (int32_t m = 0; m < c->m && bad < 4; m++)
@@ -406,13 +409,20 @@ static int kq_check_qmm(const kq_variant_t *v, int u4, uint64_t seed, int cases)
         if (kmax > 12)
             kmax = 12;
         c.k = big * kq_range(&r, 1, kmax);
-        /* now and then a K of more blocks than the kernels' stack buffer of
-         * mins factors holds for a row block (the inline path) */
-        if (it % 16 == 7)
-            c.k = big * (12288 / big);
         c.m = it % 4 == 0 ? 1 : kq_range(&r, 1, 3 * ep + 2);
+        /* once, a K of more blocks of 8 than the kernels' stack buffer of
+         * mins factors ("cm" floats) holds for one row (the inline path),
+         * on few rows and columns */
+        const int32_t cmcap = kq_param(v->params, "cm");
+        if (it == 7 && cmcap > 0) {
+            c.ag = c.wg = 8;
+            c.k = 8 * (cmcap + 1);
+            c.m = kq_range(&r, 1, ep + 1);
+            c.n = kq_range(&r, 1, hp + 1);
+        }
+        c.sym = kq_range(&r, 0, 2) == 0;
         c.ldy = c.n + kq_range(&r, 0, 5);
-        if (kq_qmm_make(&c, &r, !u4 && kq_range(&r, 0, 1))) {
+        if (kq_qmm_make(&c, &r, !u4 && (c.sym || kq_range(&r, 0, 1)))) {
             kq_qmm_free(&c);
             return kq_fail(v, "out of memory", 0, 0, 0, 0);
         }

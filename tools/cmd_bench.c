@@ -141,12 +141,14 @@ typedef struct manifest {
     char arch[32], quant[16];
     int64_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, tied;
     int64_t memory_weights, weights_bin;
+    int64_t weights_read; /* memory.weights_read: what decode reads of them; -1 if absent */
     bool q_bias, qk_norm; /* blk.0.attn_q.bias, blk.0.attn_q_norm.weight present */
 } manifest_t;
 
 static mica_status_t read_manifest(const char *dir, manifest_t *m, mica_diag_t *d)
 {
     memset(m, 0, sizeof *m);
+    m->weights_read = -1;
     char path[4096];
     snprintf(path, sizeof path, "%s/manifest", dir);
     size_t len;
@@ -177,6 +179,8 @@ static mica_status_t read_manifest(const char *dir, manifest_t *m, mica_diag_t *
         for (size_t k = 0; k < n_ints; k++)
             if (!strcmp(line, ints[k].key) && mica_arg_int(val, 0, INT64_MAX, ints[k].v))
                 seen |= 1u << k;
+        if (!strcmp(line, "memory.weights_read") && !mica_arg_int(val, 0, INT64_MAX, &m->weights_read))
+            m->weights_read = -1;
         if (!strcmp(line, "model.arch"))
             snprintf(m->arch, sizeof m->arch, "%s", val);
         else if (!strcmp(line, "quant"))
@@ -212,7 +216,9 @@ static mica_status_t artifact_info(const char *dir, model_info_t *mi, mica_diag_
         mi->n_params += L * (q + 2 * kv);
     if (m.qk_norm)
         mi->n_params += L * 2 * (uint64_t)m.head_dim;
-    mi->bytes_per_token = (uint64_t)m.memory_weights;
+    mi->bytes_per_token = (uint64_t)(m.weights_read >= 0 && m.weights_read <= m.memory_weights
+                                         ? m.weights_read
+                                         : m.memory_weights);
     mi->size = (uint64_t)m.weights_bin;
     char label[16];
     size_label(mi->n_params, label, sizeof label);

@@ -78,13 +78,27 @@ _GROUP_ADVANCE = """        if (++ca == ra) {
             jw++;
         }"""
 
+# Per-row mins factors (and sums) the vector gemms keep on the stack, in
+# floats: a whole chunk of rows for K up to 5120 at block 32 (fewer rows per
+# chunk re-stream every weight tile per chunk). The kernel tests read it from
+# the variant's params ("cm") to reach the inline path past it.
+CMCAP = 10240
+
+
 def _render(fname, isa, extra):
     with open(os.path.join(HERE, fname), encoding="utf-8") as f:
         text = f.read()
     subs = {"ISA": isa["name"], "HP": str(isa["hp"]), "LP": str(isa["lp"]),
-            "EP": str(DIALECT[isa["name"]]["ep"])}
+            "EP": str(DIALECT[isa["name"]]["ep"]), "CMCAP": str(CMCAP)}
     subs.update(extra)
     return string.Template(text).substitute(subs)
+
+
+# The mins of a symmetric source, when the caller passes the scales as the
+# mins too (wm == ws; no mins array is read): Q4_0's zero point 8 (m = -8 s)
+# for u4, none for i8 (Q8_0: m = 0). Exact in f32: -8 s only moves the
+# exponent of an f16 scale.
+ZP = {"u4": "-8.0f", "i8": "0.0f"}
 
 
 # ---- AVX2: the register-blocked tile functions, unrolled here ----
@@ -200,9 +214,11 @@ def _avx2_tile(dt, rows, tiles, b32):
                       % (r, t, r, t, r, t))
         w("        }")
     for t in T:
-        for v, src in (("s", "st"), ("m", "mt")):
-            w("        const __m256 %s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(%s + %d * sts "
-              "+ (int64_t)jw * 8)));" % (v, t, src, t))
+        w("        const __m256 s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(st + %d * sts "
+          "+ (int64_t)jw * 8)));" % (t, t))
+        w("        const __m256 m%d = mt == st ? _mm256_mul_ps(s%d, _mm256_set1_ps(%s)) : "
+          "_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mt + %d * sts + (int64_t)jw * 8)));"
+          % (t, t, ZP[dt], t))
     for r in R:
         w("        {")
         w("            const float sa = xsr[%d * nka + ja];" % r)
@@ -295,9 +311,11 @@ def _avx2_gemm_tile(dt, rows, tiles):
             w("            }")
         w("        }")
     for t in T:
-        for v, src in (("s", "st"), ("m", "mt")):
-            w("        const __m256 %s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(%s + %d * sts "
-              "+ (int64_t)jw * 8)));" % (v, t, src, t))
+        w("        const __m256 s%d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(st + %d * sts "
+          "+ (int64_t)jw * 8)));" % (t, t))
+        w("        const __m256 m%d = mt == st ? _mm256_mul_ps(s%d, _mm256_set1_ps(%s)) : "
+          "_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(mt + %d * sts + (int64_t)jw * 8)));"
+          % (t, t, ZP[dt], t))
     for r in R:
         w("        {")
         w("            const float sa = xsr[%d * nka + ja];" % r)
@@ -514,8 +532,10 @@ def _neon_tile(scheme, dt, rows, name):
     # the float steps, the same on every path
     w("        const float32x4_t s0 = mica_kq_neon_h4(st + (int64_t)jw * 8), s1 = "
       "mica_kq_neon_h4(st + (int64_t)jw * 8 + 4);")
-    w("        const float32x4_t m0 = mica_kq_neon_h4(mt + (int64_t)jw * 8), m1 = "
-      "mica_kq_neon_h4(mt + (int64_t)jw * 8 + 4);")
+    w("        const float32x4_t m0 = mt == st ? vmulq_n_f32(s0, %s) : mica_kq_neon_h4(mt + (int64_t)jw * 8);"
+      % ZP[dt])
+    w("        const float32x4_t m1 = mt == st ? vmulq_n_f32(s1, %s) : mica_kq_neon_h4(mt + (int64_t)jw * 8 + 4);"
+      % ZP[dt])
     for r in R:
         w("        {")
         w("            const float sa = xsr[%d * nka + ja];" % r)
@@ -666,7 +686,9 @@ def _avx512_tile(dt, rows, name):
     w("        const __m512 %s;" % ", ".join(
         "s%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(st + so + %d)))" % (c, 16 * c) for c in C))
     w("        const __m512 %s;" % ", ".join(
-        "m%d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mt + so + %d)))" % (c, 16 * c) for c in C))
+        "m%d = mt == st ? _mm512_mul_ps(s%d, _mm512_set1_ps(%s)) : "
+        "_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(mt + so + %d)))" % (c, c, ZP[dt], 16 * c)
+        for c in C))
     for r in R:
         w("        {")
         w("            const float sa = xsr[%d * nka + ja];" % r)
@@ -877,6 +899,8 @@ def generate(isa):
     for fam in FAMILIES:
         text = "%s\n{\n    %s\n}\n" % (PROTOS[fam].replace("NAME", names[fam]), _BODY[fam])
         params = "ep=%d,hp=%d,lp=%d" % (d["ep"], isa["hp"], isa["lp"])
+        if d["kind"] != "portable":
+            params += ",cm=%d" % CMCAP
         if fam in ("act_quant", "rms_act_quant"):
             params = ""
         variants.append(({"family": fam, "name": names[fam], "params": params}, text))
