@@ -176,7 +176,8 @@ int mica_session_generate(mica_session_t *session, int32_t max_tokens,
                           mica_token_callback_t callback, void *user, int32_t *out_n_generated,
                           mica_error_t *out_error);
 
-/* Forgets the conversation: empty KV cache, the sampler reseeded. */
+/* Forgets the conversation: the KV cache counts as empty (its memory is
+ * kept and overwritten), the sampler is reseeded. */
 void mica_session_reset(mica_session_t *session);
 
 /* Tokens in the KV cache. */
