@@ -296,15 +296,21 @@ static int32_t task_open(emit_t *e, const mica_node_t *n, int64_t rows, int64_t 
 static void task_close(emit_t *e) { fprintf(e->tasks, "}\n"); }
 
 /* The run function's call of node n's task, and its profile entry. */
+static bool is_head(emit_t *e, const mica_node_t *n);
+
 static void task_call(emit_t *e, const mica_node_t *n, int32_t parts, const char *kernel)
 {
     int32_t i = e->n_ops++;
     FILE *b = e->body;
     fprintf(b, "    if (env->trace) env->trace(env->trace_ctx, %d, %d, 1);\n", e->graph, i);
+    /* the head of a prompt chunk whose logits nobody reads (logits_all < 0)
+     * is skipped; its time then counts as zero in a profile */
+    const char *guard = is_head(e, n) ? "if (r.logits_all >= 0) " : "";
     if (parts > 1)
-        fprintf(b, "    env->parallel_for(env->pool, %d, %s_%d, &r);\n", parts, e->gname, n->id);
+        fprintf(b, "    %senv->parallel_for(env->pool, %d, %s_%d, &r);\n", guard, parts, e->gname,
+                n->id);
     else
-        fprintf(b, "    %s_%d(&r, 0);\n", e->gname, n->id);
+        fprintf(b, "    %s%s_%d(&r, 0);\n", guard, e->gname, n->id);
     fprintf(b, "    if (env->trace) env->trace(env->trace_ctx, %d, %d, 0);\n", e->graph, i);
     char shape[160] = "";
     size_t at = 0;

@@ -227,6 +227,23 @@ static void check_greedy(const char *model)
     cr_assert_eq(mica_session_eval(s, seq, len, all, &err), 0, "%s", err.message);
     double e = mica_test_nmse(dec, all + (len - 1) * (size_t)nv, (size_t)nv);
     cr_expect_leq(e, 1e-10, "%s: decode vs prefill logits NMSE %.3e", model, e);
+    mica_session_release(s);
+    mica_model_release(m);
+
+    /* prefill chunks of 3: the chunks before the last skip the LM head, and
+     * the last row's logits still equal those of the every-row run */
+    const char *small = mica_test_path(dir, "chunk3");
+    mica_test_result_t r = mica_test_mica(dir, "compile", mica_test_golden(file), "-t", "host",
+                                          "-q", "f32", "--chunk", "3", "-o", small, NULL);
+    cr_assert_eq(r.status, 0, "mica compile --chunk 3: %s", r.err);
+    mica_test_result_free(&r);
+    cr_assert_gt(len, 6);
+    m = open_model(small);
+    s = new_session(m, 2);
+    cr_assert_eq(mica_session_eval(s, seq, len, NULL, &err), 0, "%s", err.message);
+    e = mica_test_nmse(mica_session_logits(s), all + (len - 1) * (size_t)nv, (size_t)nv);
+    cr_expect_leq(e, 1e-10, "%s: last logits of %zu tokens in chunks of 3, NMSE %.3e", model,
+                  len, e);
     free(dec);
     free(all);
     mica_session_release(s);

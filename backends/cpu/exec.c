@@ -74,7 +74,9 @@ mica_cpu_exec_status_t mica_cpu_exec_run(mica_cpu_exec_t *x, const int32_t *toke
     const float *last = NULL;
     for (int32_t done = 0; done < n;) {
         int32_t k = n - done < chunk ? n - done : chunk;
-        mica_abi_args_t args = {tokens + done, k, x->n_past, rows_out != NULL};
+        /* every row's logits when asked; else only the last chunk's last row */
+        mica_abi_args_t args = {tokens + done, k, x->n_past,
+                                rows_out ? 1 : done + k < n ? -1 : 0};
         if (x->profile)
             x->profile->calls[g == &m->decode]++;
         if (g->run(&x->env, &args) != 0) {
@@ -84,7 +86,7 @@ mica_cpu_exec_status_t mica_cpu_exec_run(mica_cpu_exec_t *x, const int32_t *toke
         if (rows_out)
             memcpy(rows_out + (size_t)done * (size_t)m->n_vocab, logits_row(x, g, 0),
                    (size_t)k * row_bytes);
-        last = logits_row(x, g, k - 1);
+        last = done + k == n || rows_out ? logits_row(x, g, k - 1) : NULL;
         x->n_past += k;
         done += k;
     }

@@ -74,9 +74,12 @@ typedef struct mica_abi_args {
     const int32_t *tokens; /* n_tokens token ids (read during the call) */
     int32_t n_tokens;      /* prefill: 1 .. chunk; decode: 1 */
     int32_t n_past;        /* tokens already in the KV cache: 0 .. context - n_tokens */
-    int32_t logits_all;    /* prefill: nonzero computes the logits of every row (dump,
+    int32_t logits_all;    /* prefill: > 0 computes the logits of every row (dump,
                               perplexity); 0 only row n_tokens - 1's (generation), the
-                              other rows are then undefined */
+                              other rows are then undefined; < 0 none (a prompt's chunk
+                              before its last: the LM head is skipped, the KV cache is
+                              written as always). An object that predates < 0 computes
+                              every row then, which is no less correct */
 } mica_abi_args_t;
 
 /* A persistent tensor (a KV cache) the runtime allocates. */
