@@ -55,7 +55,7 @@ PROTOS = {
 DIALECT = {
     "scalar": {"kind": "portable", "template": None, "ep": 1},
     "avx2": {"kind": "avx2", "template": "quant_avx2.c.in", "ep": 6, "tiles": 2},
-    "avx512vnni": {"kind": "avx512", "template": "quant_avx512.c.in", "ep": 3},
+    "avx512vnni": {"kind": "avx512", "template": "quant_avx512.c.in", "ep": 6},
     "neon": {"kind": "neon", "template": "quant_neon.c.in", "ep": 3, "gemm": "smlal",
              "gemv": "smlal"},
     "dotprod": {"kind": "neon", "template": "quant_neon.c.in", "ep": 6, "gemm": "sdot",
@@ -613,16 +613,18 @@ def _neon_tiles(gemm_scheme, gemv_scheme, ep):
 
 # ---- AVX-512 VNNI: tile 64x4, vpdpbusd ----
 
-def _avx512_tile(dt, rows, name):
-    """C of one AVX-512 tile function: `rows` rows of y for one tile of 64
-    columns (4 zmm of 16 i32 lanes) over the whole K. u4: a 64-byte load
-    holds rows 0-15 (low nibbles) and 32-47 (high) of a step, the next one
-    rows 16-31 and 48-63; vpdpbusd takes them as the u8 operand. i8: the
+def _avx512_tile(dt, rows, name, C=range(4)):
+    """C of one AVX-512 tile function: `rows` rows of y for the column
+    vectors C (of 16 columns each) of one tile of 64 columns over the whole
+    K: all four, or one half (0, 1 or 2, 3) for six rows, whose 24
+    accumulators and two weight vectors fit the 32 registers. u4: a 64-byte
+    load holds rows 0-15 (low nibbles) and 32-47 (high) of a step, the next
+    one rows 16-31 and 48-63; vpdpbusd takes them as the u8 operand. i8: the
     weight is made u8 by w ^ 0x80 = w + 128, and 128 * sum(x) comes off the
     block dot (exact in i32)."""
     u4 = dt == "u4"
     tb = 128 if u4 else 256
-    R, C = range(rows), range(4)
+    R = range(rows)
     o = []
     w = o.append
     w("static inline void %s(const int8_t *x, const float *xsr, int32_t nka, const float *cm," % name)
@@ -666,9 +668,13 @@ def _avx512_tile(dt, rows, name):
     if u4:
         w("            const __m512i va = _mm512_loadu_si512((const void *)ws_), vb = "
           "_mm512_loadu_si512((const void *)(ws_ + 64));")
-        w("            const __m512i w0 = _mm512_and_si512(va, m0f), w1 = _mm512_and_si512(vb, m0f);")
-        w("            const __m512i w2 = _mm512_and_si512(_mm512_srli_epi16(va, 4), m0f);")
-        w("            const __m512i w3 = _mm512_and_si512(_mm512_srli_epi16(vb, 4), m0f);")
+        for c in C:
+            src = ("va", "vb")[c % 2]
+            if c < 2:
+                w("            const __m512i w%d = _mm512_and_si512(%s, m0f);" % (c, src))
+            else:
+                w("            const __m512i w%d = _mm512_and_si512(_mm512_srli_epi16(%s, 4), m0f);"
+                  % (c, src))
     else:
         for c in C:
             w("            const __m512i w%d = _mm512_xor_si512(_mm512_loadu_si512((const void *)(ws_ + %d)), flip);"
@@ -742,12 +748,20 @@ typedef void (*mica_kq_avx512_fn)(const int8_t *, const float *, int32_t, const 
 """]
     for dt in ("u4", "i8"):
         names = []
-        for rows in range(1, ep + 1):
+        for rows in range(1, 4):
             nm = "mica_kq_avx512_%s_r%d" % (dt, rows)
             out.append(_avx512_tile(dt, rows, nm))
             names.append(nm)
-        out.append("static const mica_kq_avx512_fn mica_kq_avx512_%s_fns[%d] = {%s};\n"
-                   % (dt, ep, ", ".join(names)))
+        out.append("static const mica_kq_avx512_fn mica_kq_avx512_%s_fns[3] = {%s};\n"
+                   % (dt, ", ".join(names)))
+        # ep rows in two halves of the tile
+        halves = []
+        for h in range(2):
+            nm = "mica_kq_avx512_%s_r%dh%d" % (dt, ep, h)
+            out.append(_avx512_tile(dt, ep, nm, C=range(2 * h, 2 * h + 2)))
+            halves.append(nm)
+        out.append("static const mica_kq_avx512_fn mica_kq_avx512_%s_halves[2] = {%s};\n"
+                   % (dt, ", ".join(halves)))
     return "\n".join(out)
 
 
