@@ -167,8 +167,16 @@ int mica_model_format_chat(const mica_model_t *model, const mica_message_t *mess
 mica_session_params_t mica_session_params_default(void)
 {
     mica_sampler_params_t sp = mica_sampler_params_default();
-    return (mica_session_params_t){1,        sp.temperature,    sp.top_k,         sp.top_p,
-                                   sp.min_p, sp.repeat_penalty, sp.repeat_last_n, sp.seed};
+    return (mica_session_params_t){.n_threads = 1,
+                                   .temperature = sp.temperature,
+                                   .top_k = sp.top_k,
+                                   .top_p = sp.top_p,
+                                   .min_p = sp.min_p,
+                                   .repeat_penalty = sp.repeat_penalty,
+                                   .repeat_last_n = sp.repeat_last_n,
+                                   .seed = sp.seed,
+                                   .presence_penalty = sp.presence_penalty,
+                                   .frequency_penalty = sp.frequency_penalty};
 }
 
 /* Tokens n after n_past must be in the vocabulary and fit the context. */
@@ -246,7 +254,9 @@ int mica_session_create(const mica_model_t *model, const mica_session_params_t *
                                 .repeat_penalty = params->repeat_penalty,
                                 .repeat_last_n = params->repeat_last_n,
                                 .seed = params->seed,
-                                .min_p = params->min_p};
+                                .min_p = params->min_p,
+                                .presence_penalty = params->presence_penalty,
+                                .frequency_penalty = params->frequency_penalty};
     mica_status_t st = mica_sampler_create(model->dm->n_vocab, &sp, &s->sampler, &d);
     uint32_t threads = params->n_threads ? (uint32_t)params->n_threads : (uint32_t)online_cpus();
     if (threads > MICA_CPU_POOL_MAX_THREADS)

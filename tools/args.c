@@ -33,55 +33,74 @@ bool mica_arg_float(const char *s, double lo, double hi, double *out)
 
 int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_sampler_params_t *p)
 {
+    enum { TEMP, TOP_K, TOP_P, MIN_P, REPEAT, LAST_N, PRESENCE, FREQUENCY, SEED };
+    static const char *const names[] = {
+        [TEMP] = "--temp",     [TOP_K] = "--top-k",           [TOP_P] = "--top-p",
+        [MIN_P] = "--min-p",   [REPEAT] = "--repeat-penalty", [LAST_N] = "--repeat-last-n",
+        [PRESENCE] = "--presence-penalty", [FREQUENCY] = "--frequency-penalty",
+        [SEED] = "--seed"};
+    static const char *const wants[] = {
+        [TEMP] = "a temperature in [0, 100]",     [TOP_K] = "a count >= 0",
+        [TOP_P] = "a probability in (0, 1]",      [MIN_P] = "a probability in [0, 1]",
+        [REPEAT] = "a factor in (0, 100]",        [LAST_N] = "a count in [0, 1048576]",
+        [PRESENCE] = "a number in [-100, 100]",   [FREQUENCY] = "a number in [-100, 100]",
+        [SEED] = "an integer >= 0"};
     const char *a = argv[*i];
-    static const char *const names[] = {"--temp", "--top-k",  "--top-p", "--repeat-penalty",
-                                        "--seed", "--min-p"};
     int which = -1;
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++)
         if (!strcmp(a, names[k]))
             which = k;
     if (which < 0)
         return 0;
     if (*i + 1 >= argc) {
-        mica_cli_usage(verb, "%s needs a value", a);
+        mica_cli_usage(verb, "%s needs a value (%s)", a, wants[which]);
         return -1;
     }
     const char *v = argv[++*i];
     int64_t n;
     double x;
+    bool ok = false;
     switch (which) {
-    case 0:
-        if (!mica_arg_float(v, 0, 100, &x))
-            break;
-        p->temperature = (float)x;
-        return 1;
-    case 1:
-        if (!mica_arg_int(v, 0, INT32_MAX, &n))
-            break;
-        p->top_k = (int32_t)n;
-        return 1;
-    case 2:
-        if (!mica_arg_float(v, 1e-9, 1, &x))
-            break;
-        p->top_p = (float)x;
-        return 1;
-    case 3:
-        if (!mica_arg_float(v, 1e-6, 100, &x))
-            break;
-        p->repeat_penalty = (float)x;
-        return 1;
-    case 4:
-        if (!mica_arg_int(v, 0, INT64_MAX, &n))
-            break;
-        p->seed = (uint64_t)n;
-        return 1;
-    case 5:
-        if (!mica_arg_float(v, 0, 1, &x))
-            break;
-        p->min_p = (float)x;
-        return 1;
+    case TEMP:
+        if ((ok = mica_arg_float(v, 0, 100, &x)))
+            p->temperature = (float)x;
+        break;
+    case TOP_K:
+        if ((ok = mica_arg_int(v, 0, INT32_MAX, &n)))
+            p->top_k = (int32_t)n;
+        break;
+    case TOP_P:
+        if ((ok = mica_arg_float(v, 0, 1, &x) && x > 0))
+            p->top_p = (float)x;
+        break;
+    case MIN_P:
+        if ((ok = mica_arg_float(v, 0, 1, &x)))
+            p->min_p = (float)x;
+        break;
+    case REPEAT:
+        if ((ok = mica_arg_float(v, 0, 100, &x) && x > 0))
+            p->repeat_penalty = (float)x;
+        break;
+    case LAST_N:
+        if ((ok = mica_arg_int(v, 0, 1 << 20, &n)))
+            p->repeat_last_n = (int32_t)n;
+        break;
+    case PRESENCE:
+        if ((ok = mica_arg_float(v, -100, 100, &x)))
+            p->presence_penalty = (float)x;
+        break;
+    case FREQUENCY:
+        if ((ok = mica_arg_float(v, -100, 100, &x)))
+            p->frequency_penalty = (float)x;
+        break;
+    case SEED:
+        if ((ok = mica_arg_int(v, 0, INT64_MAX, &n)))
+            p->seed = (uint64_t)n;
+        break;
     }
-    mica_cli_usage(verb, "bad value '%s' for %s", v, a);
+    if (ok)
+        return 1;
+    mica_cli_usage(verb, "bad value '%s' for %s: it takes %s", v, a, wants[which]);
     return -1;
 }
 
