@@ -139,15 +139,33 @@ int mica_model_detokenize(const mica_model_t *model, const int32_t *tokens, size
     return ok(out_error);
 }
 
+/* The text of token id into buf[cap] with a NUL; "" for no token or a
+ * text that does not fit. */
+static const char *token_text(const mica_tokenizer_t *tok, int32_t id, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const char *t = id >= 0 ? mica_tokenizer_token_text(tok, id, &n) : NULL;
+    if (!t || n >= cap)
+        n = 0;
+    else
+        memcpy(buf, t, n);
+    buf[n] = 0;
+    return buf;
+}
+
 int mica_model_format_chat(const mica_model_t *model, const mica_message_t *messages, size_t n,
                            int add_assistant, char *out_text, size_t capacity, size_t *out_len,
                            mica_error_t *out_error)
 {
     mica_diag_t d = {0};
-    mica_chat_format_t fmt;
-    if (mica_chat_detect(model->dm->chat_template, model->dm->chat_template_len, &fmt, &d) !=
+    mica_chat_template_t t;
+    char bos[128], eos[128];
+    if (mica_chat_detect(model->dm->chat_template, model->dm->chat_template_len, &t, &d) !=
         MICA_OK)
         return fail(&d, out_error);
+    const mica_tokenizer_t *tok = model->dm->tokenizer;
+    t.bos = token_text(tok, mica_tokenizer_bos(tok), bos, sizeof bos);
+    t.eos = token_text(tok, mica_tokenizer_eos(tok), eos, sizeof eos);
     mica_chat_message_t *msgs = malloc((n ? n : 1) * sizeof *msgs);
     if (!msgs) {
         mica_diag_set(&d, MICA_ERR_NOMEM, "out of memory");
@@ -155,8 +173,7 @@ int mica_model_format_chat(const mica_model_t *model, const mica_message_t *mess
     }
     for (size_t i = 0; i < n; i++)
         msgs[i] = (mica_chat_message_t){messages[i].role, messages[i].content};
-    mica_status_t s =
-        mica_chat_format(fmt, msgs, n, add_assistant, out_text, capacity, out_len, &d);
+    mica_status_t s = mica_chat_render(&t, msgs, n, add_assistant, out_text, capacity, out_len, &d);
     free(msgs);
     return s == MICA_OK ? ok(out_error) : fail(&d, out_error);
 }

@@ -109,3 +109,71 @@ int64_t mica_arg_default_threads(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 64 ? 64 : n;
 }
+
+#include <stdio.h>
+
+/* The text of token id into buf[cap]; "" for none or one that does not fit. */
+static void token_text(const mica_tokenizer_t *tok, int32_t id, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const char *t = tok && id >= 0 ? mica_tokenizer_token_text(tok, id, &n) : NULL;
+    if (!t || n >= cap)
+        n = 0;
+    else
+        memcpy(buf, t, n);
+    buf[n] = 0;
+}
+
+int mica_arg_chat_template(const char *verb, const char *path, const char *name, const char *src,
+                           size_t len, const mica_tokenizer_t *tok, char *bos, char *eos,
+                           size_t cap, mica_chat_template_t *out)
+{
+    mica_diag_t d = {0};
+    if (name) {
+        if (mica_chat_from_name(name, out, &d) != MICA_OK)
+            return mica_cli_usage(verb, "%s", d.msg);
+    } else if (mica_chat_detect(src, len, out, &d) != MICA_OK) {
+        fprintf(stderr, "%s: warning: %s; using chatml (--chat-template NAME chooses)\n", path,
+                src ? "the chat template is none that mica knows" : "no chat template");
+        mica_chat_from_name("chatml", out, &d);
+    }
+    token_text(tok, tok ? mica_tokenizer_bos(tok) : -1, bos, cap);
+    token_text(tok, tok ? mica_tokenizer_eos(tok) : -1, eos, cap);
+    out->bos = bos;
+    out->eos = eos;
+    return MICA_EXIT_OK;
+}
+
+bool mica_arg_utf8_valid(const char *str, size_t n, size_t *out_bad)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t len;
+        uint32_t cp, min;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F, min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F, min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            break;
+        }
+        if (i + len > n)
+            break;
+        size_t k = 1;
+        for (; k < len && (s[i + k] & 0xC0) == 0x80; k++)
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        if (k < len || cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            break;
+        i += len;
+    }
+    if (i < n && out_bad)
+        *out_bad = i;
+    return i == n;
+}

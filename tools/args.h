@@ -34,4 +34,25 @@ int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_samp
     "  --presence-penalty P  subtract P from each recent token's logit (default 0)\n" \
     "  --frequency-penalty F subtract F per occurrence among recent tokens (default 0)\n" \
     "  --seed S            (default 42)\n"
+
+#include <stddef.h>
+
+#include "chat.h"
+#include "tokenizer.h"
+
+/* The chat template `mica VERB` uses for the model at path: the family
+ * called `name` when not NULL (--chat-template; a usage error naming the
+ * known ones otherwise), else the family the template source src[0..len)
+ * is recognised as, else ChatML, with a one-line warning on stderr naming
+ * path. BOS and EOS texts are tok's (either may be NULL: ""), copied into
+ * bos[cap] and eos[cap]. Returns MICA_EXIT_OK or the exit status. */
+int mica_arg_chat_template(const char *verb, const char *path, const char *name, const char *src,
+                           size_t len, const mica_tokenizer_t *tok, char *bos, char *eos,
+                           size_t cap, mica_chat_template_t *out);
+
+/* True when s[0..n) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF); otherwise *out_bad (may be NULL) receives the
+ * offset of the first bad byte. */
+bool mica_arg_utf8_valid(const char *s, size_t n, size_t *out_bad);
+
 #endif
