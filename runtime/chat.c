@@ -57,6 +57,30 @@ mica_status_t mica_chat_detect(const char *t, size_t len, mica_chat_template_t *
                                              "'<|' + message['role'] + '|>'", NULL};
     if (has(t, len, "<|im_sep|>"))
         f = MICA_CHAT_PHI4;
+    else if (has(t, len, "<|START_OF_TURN_TOKEN|>"))
+        f = MICA_CHAT_COMMAND_R;
+    else if (has(t, len, "<|start_of_role|>"))
+        f = MICA_CHAT_GRANITE;
+    else if (has(t, len, "<|role_start|>"))
+        f = MICA_CHAT_MEGREZ;
+    else if (has(t, len, "[gMASK]sop"))
+        f = MICA_CHAT_CHATGLM3;
+    else if (has(t, len, "[gMASK]<sop>"))
+        f = MICA_CHAT_CHATGLM4;
+    else if (has(t, len, "<用户>"))
+        f = MICA_CHAT_MINICPM;
+    else if (has(t, len, "GPT4 Correct "))
+        f = MICA_CHAT_OPENCHAT;
+    else if (has(t, len, "### Instruction:"))
+        f = MICA_CHAT_DEEPSEEK;
+    else if (has(t, len, "'Human: '"))
+        f = MICA_CHAT_ORION;
+    else if (has(t, len, "'Assistant: ' + message['content'] + eos_token"))
+        f = MICA_CHAT_DEEPSEEK2;
+    else if (has(t, len, "USER: ") && has(t, len, "ASSISTANT:"))
+        f = has(t, len, "SYSTEM: ") ? MICA_CHAT_VICUNA_ORCA : MICA_CHAT_VICUNA;
+    else if (has(t, len, "bos_token + message['role']"))
+        f = MICA_CHAT_MONARCH;
     else if (has(t, len, "<|im_start|>"))
         f = MICA_CHAT_CHATML;
     else if (has(t, len, "<|start_header_id|>"))
@@ -78,6 +102,8 @@ mica_status_t mica_chat_detect(const char *t, size_t len, mica_chat_template_t *
         f = MICA_CHAT_PHI3;
     else if (has(t, len, "<|user|>") && (has(t, len, "eos_token") || has(t, len, "</s>")))
         f = MICA_CHAT_ZEPHYR;
+    else if (has(t, len, "<|user|>") && has(t, len, "<|assistant|>"))
+        f = MICA_CHAT_GLMEDGE;
     if (!f)
         return mica_diag_set(d, MICA_ERR_UNSUPPORTED, "unrecognised chat template (known: %s)",
                              mica_chat_names());
@@ -109,12 +135,28 @@ static const struct {
     {"phi3", MICA_CHAT_PHI3, 0},
     {"phi4", MICA_CHAT_PHI4, 0},
     {"zephyr", MICA_CHAT_ZEPHYR, 0},
+    {"monarch", MICA_CHAT_MONARCH, 0},
+    {"orion", MICA_CHAT_ORION, 0},
+    {"openchat", MICA_CHAT_OPENCHAT, 0},
+    {"vicuna", MICA_CHAT_VICUNA, 0},
+    {"vicuna-orca", MICA_CHAT_VICUNA_ORCA, 0},
+    {"deepseek", MICA_CHAT_DEEPSEEK, 0},
+    {"command-r", MICA_CHAT_COMMAND_R, 0},
+    {"chatglm3", MICA_CHAT_CHATGLM3, 0},
+    {"chatglm4", MICA_CHAT_CHATGLM4, 0},
+    {"glmedge", MICA_CHAT_GLMEDGE, 0},
+    {"minicpm", MICA_CHAT_MINICPM, 0},
+    {"deepseek2", MICA_CHAT_DEEPSEEK2, 0},
+    {"granite", MICA_CHAT_GRANITE, 0},
+    {"megrez", MICA_CHAT_MEGREZ, 0},
 };
 
 const char *mica_chat_names(void)
 {
     return "chatml, llama2, llama2-sys, llama2-sys-bos, llama2-sys-strip, mistral, mistral-v1, "
-           "mistral-v3, mistral-v3-tekken, mistral-v7, llama3, gemma, phi3, phi4, zephyr";
+           "mistral-v3, mistral-v3-tekken, mistral-v7, llama3, gemma, phi3, phi4, zephyr, "
+           "monarch, orion, openchat, vicuna, vicuna-orca, deepseek, command-r, chatglm3, "
+           "chatglm4, glmedge, minicpm, deepseek2, granite, megrez";
 }
 
 mica_status_t mica_chat_from_name(const char *name, mica_chat_template_t *out, mica_diag_t *d)
@@ -266,6 +308,121 @@ static void render_inst(const mica_chat_template_t *t, const mica_chat_message_t
     }
 }
 
+/* A format of one prefix and suffix per role, in which "\1" stands for
+ * the BOS text and "\2" for the EOS text. */
+typedef struct role_spec {
+    const char *start;  /* before the first message */
+    const char *pre[3]; /* system, user, assistant */
+    const char *suf[3];
+    const char *gen;    /* the opening of the answer */
+    uint8_t trim;       /* bit r: role r's content stripped */
+    bool bos_between;   /* BOS before every message but the first */
+    bool sys_opens_user; /* the system text + "\n\n" opens the next user turn */
+} role_spec_t;
+
+enum { SYS, USR, AST };
+
+static const role_spec_t *role_spec(mica_chat_format_t f)
+{
+    static const role_spec_t monarch = {"", {"system\n", "user\n", "assistant\n"},
+                                        {"\2\n", "\2\n", "\2\n"}, "\1assistant\n", 0, true, false};
+    static const role_spec_t orion = {"", {"", "Human: ", ""}, {"", "\n\nAssistant: \2", "\2"}, "",
+                                      0, false, true};
+    static const role_spec_t openchat = {
+        "", {"", "GPT4 Correct User: ", "GPT4 Correct Assistant: "},
+        {"<|end_of_turn|>", "<|end_of_turn|>", "<|end_of_turn|>"}, "GPT4 Correct Assistant:", 0,
+        false, false};
+    static const role_spec_t vicuna = {"", {"", "USER: ", "ASSISTANT: "}, {"\n\n", "\n", "</s>\n"},
+                                       "ASSISTANT:", 0, false, false};
+    static const role_spec_t vicuna_orca = {"", {"SYSTEM: ", "USER: ", "ASSISTANT: "},
+                                            {"\n", "\n", "</s>\n"}, "ASSISTANT:", 0, false, false};
+    static const role_spec_t deepseek = {"", {"", "### Instruction:\n", "### Response:\n"},
+                                         {"", "\n", "\n<|EOT|>\n"}, "### Response:\n", 0, false,
+                                         false};
+    static const role_spec_t command_r = {
+        "",
+        {"<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>", "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
+         "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"},
+        {"<|END_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+        "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", 1 << USR | 1 << AST, false, false};
+    static const role_spec_t chatglm3 = {"[gMASK]sop", {"<|system|>\n ", "<|user|>\n ", "<|assistant|>\n "},
+                                         {"", "", ""}, "<|assistant|>", 0, false, false};
+    static const role_spec_t chatglm4 = {"[gMASK]<sop>", {"<|system|>\n", "<|user|>\n", "<|assistant|>\n"},
+                                         {"", "", ""}, "<|assistant|>", 0, false, false};
+    static const role_spec_t glmedge = {"", {"<|system|>\n", "<|user|>\n", "<|assistant|>\n"},
+                                        {"", "", ""}, "<|assistant|>", 0, false, false};
+    static const role_spec_t minicpm = {"", {"", "<用户>", ""}, {"", "<AI>", ""}, "", 7, false, false};
+    static const role_spec_t deepseek2 = {"", {"", "User: ", "Assistant: "}, {"\n\n", "\n\n", "\2"},
+                                          "Assistant:", 0, false, false};
+    static const role_spec_t granite = {
+        "",
+        {"<|start_of_role|>system<|end_of_role|>", "<|start_of_role|>user<|end_of_role|>",
+         "<|start_of_role|>assistant<|end_of_role|>"},
+        {"<|end_of_text|>\n", "<|end_of_text|>\n", "<|end_of_text|>\n"},
+        "<|start_of_role|>assistant<|end_of_role|>", 0, false, false};
+    static const role_spec_t megrez = {
+        "",
+        {"<|role_start|>system<|role_end|>", "<|role_start|>user<|role_end|>",
+         "<|role_start|>assistant<|role_end|>"},
+        {"<|turn_end|>", "<|turn_end|>", "<|turn_end|>"}, "<|role_start|>assistant<|role_end|>", 0,
+        false, false};
+    switch (f) {
+    case MICA_CHAT_MONARCH: return &monarch;
+    case MICA_CHAT_ORION: return &orion;
+    case MICA_CHAT_OPENCHAT: return &openchat;
+    case MICA_CHAT_VICUNA: return &vicuna;
+    case MICA_CHAT_VICUNA_ORCA: return &vicuna_orca;
+    case MICA_CHAT_DEEPSEEK: return &deepseek;
+    case MICA_CHAT_COMMAND_R: return &command_r;
+    case MICA_CHAT_CHATGLM3: return &chatglm3;
+    case MICA_CHAT_CHATGLM4: return &chatglm4;
+    case MICA_CHAT_GLMEDGE: return &glmedge;
+    case MICA_CHAT_MINICPM: return &minicpm;
+    case MICA_CHAT_DEEPSEEK2: return &deepseek2;
+    case MICA_CHAT_GRANITE: return &granite;
+    case MICA_CHAT_MEGREZ: return &megrez;
+    default: return NULL;
+    }
+}
+
+/* s with "\1" and "\2" written as the BOS and EOS texts. */
+static void put_spec(out_t *o, const mica_chat_template_t *t, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == 1)
+            put(o, t->bos);
+        else if (*s == 2)
+            put(o, t->eos);
+        else
+            putn(o, s, 1);
+    }
+}
+
+static void render_roles(const mica_chat_template_t *t, const role_spec_t *r,
+                         const mica_chat_message_t *m, size_t n, int add_assistant, out_t *o)
+{
+    put(o, r->start);
+    const char *sys = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int k = !strcmp(m[i].role, "system") ? SYS : !strcmp(m[i].role, "user") ? USR : AST;
+        if (k == SYS && r->sys_opens_user) {
+            sys = m[i].content;
+            continue;
+        }
+        if (i > 0 && r->bos_between)
+            put(o, t->bos);
+        put_spec(o, t, r->pre[k]);
+        if (k == USR && sys)
+            put(o, sys), put(o, "\n\n"), sys = NULL;
+        put_content(o, m[i].content, r->trim >> k & 1);
+        put_spec(o, t, r->suf[k]);
+    }
+    if (sys)
+        put_spec(o, t, r->pre[USR]), put(o, sys), put_spec(o, t, r->suf[USR]);
+    if (add_assistant)
+        put_spec(o, t, r->gen);
+}
+
 mica_status_t mica_chat_render(const mica_chat_template_t *t, const mica_chat_message_t *msgs,
                                size_t n, int add_assistant, char *out, size_t cap,
                                size_t *out_len, mica_diag_t *d)
@@ -277,6 +434,11 @@ mica_status_t mica_chat_render(const mica_chat_template_t *t, const mica_chat_me
             return mica_diag_set(d, MICA_ERR_INVALID,
                                  "message %zu: unknown chat role '%s' (system, user or assistant)",
                                  i + 1, role);
+    }
+    const role_spec_t *spec = role_spec(t->format);
+    if (spec) {
+        render_roles(t, spec, msgs, n, add_assistant, &o);
+        goto done;
     }
     switch (t->format) {
     case MICA_CHAT_LLAMA2:
@@ -356,6 +518,7 @@ mica_status_t mica_chat_render(const mica_chat_template_t *t, const mica_chat_me
         default: break; /* [INST] and phi4 turns already open the answer */
         }
     }
+done:
     *out_len = o.len;
     if (o.len >= o.cap)
         return mica_diag_set(d, MICA_ERR_RANGE, "chat prompt needs %zu bytes", o.len + 1);

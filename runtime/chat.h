@@ -29,6 +29,21 @@ typedef enum mica_chat_format {
     MICA_CHAT_MISTRAL_V3_TEKKEN = 9, /* "[INST]...[/INST]...EOS" */
     MICA_CHAT_MISTRAL_V7 = 10, /* [SYSTEM_PROMPT] ...[/SYSTEM_PROMPT][INST] ...[/INST] ...EOS */
     MICA_CHAT_PHI4 = 11,       /* <|im_start|>role<|im_sep|>...<|im_end|> */
+    /* Formats of one prefix and suffix per role (chat.c's table): */
+    MICA_CHAT_MONARCH = 12,     /* BOS role\n...EOS\n */
+    MICA_CHAT_ORION = 13,       /* Human: ...\n\nAssistant: EOS...EOS */
+    MICA_CHAT_OPENCHAT = 14,    /* GPT4 Correct User: ...<|end_of_turn|> */
+    MICA_CHAT_VICUNA = 15,      /* USER: ...\nASSISTANT: ...</s>\n */
+    MICA_CHAT_VICUNA_ORCA = 16, /* the same with SYSTEM: */
+    MICA_CHAT_DEEPSEEK = 17,    /* ### Instruction:\n...\n### Response:\n...\n<|EOT|>\n */
+    MICA_CHAT_COMMAND_R = 18,   /* <|START_OF_TURN_TOKEN|><|USER_TOKEN|>...<|END_OF_TURN_TOKEN|> */
+    MICA_CHAT_CHATGLM3 = 19,    /* [gMASK]sop<|role|>\n ... */
+    MICA_CHAT_CHATGLM4 = 20,    /* [gMASK]<sop><|role|>\n... */
+    MICA_CHAT_GLMEDGE = 21,     /* <|role|>\n... */
+    MICA_CHAT_MINICPM = 22,     /* <用户>...<AI>... */
+    MICA_CHAT_DEEPSEEK2 = 23,   /* User: ...\n\nAssistant: ...EOS */
+    MICA_CHAT_GRANITE = 24,     /* <|start_of_role|>role<|end_of_role|>...<|end_of_text|>\n */
+    MICA_CHAT_MEGREZ = 25,      /* <|role_start|>role<|role_end|>...<|turn_end|> */
 } mica_chat_format_t;
 
 /* Variants of MICA_CHAT_LLAMA2, as the template's source says. */

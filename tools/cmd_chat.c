@@ -247,6 +247,7 @@ static int turn(chat_t *c, int64_t n_gen, bool stats, int turn_no)
         forget(c); /* the template rewrote an earlier turn: feed all of it */
     /* the last answer's pending token is cached text, not prompt */
     int64_t before = cached(c), eval0 = c->n_eval + (before > mica_cli_session_n_past(c->s));
+    interrupted = 0; /* from here a Ctrl-C stops this answer, even before it starts */
     double t0 = mica_cli_now();
     mica_status_t st = mica_generator_feed(&c->gen, ids, n_ids, &d);
     double t_prompt = mica_cli_now() - t0;
@@ -260,7 +261,6 @@ static int turn(chat_t *c, int64_t n_gen, bool stats, int turn_no)
     int32_t n = (int32_t)(n_gen < room ? n_gen : room);
     c->reply_len = 0;
     mica_generate_stats_t gs = {0};
-    interrupted = 0;
     st = mica_generator_run(&c->gen, n, 0, on_piece, c, &gs, &d);
     if (c->write_failed) {
         free(full);
