@@ -2,8 +2,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "cli.h"
 
 bool mica_arg_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
@@ -26,10 +30,6 @@ bool mica_arg_float(const char *s, double lo, double hi, double *out)
     *out = v;
     return true;
 }
-
-#include <string.h>
-
-#include "cli.h"
 
 int mica_arg_sampling(const char *verb, int argc, char **argv, int *i, mica_sampler_params_t *p)
 {
@@ -110,7 +110,6 @@ int64_t mica_arg_default_threads(void)
     return n < 1 ? 1 : n > 64 ? 64 : n;
 }
 
-#include <stdio.h>
 
 /* The text of token id into buf[cap]; "" for none or one that does not fit. */
 static void token_text(const mica_tokenizer_t *tok, int32_t id, char *buf, size_t cap)
