@@ -155,6 +155,110 @@ Test(chat, every_name_round_trips_and_a_turn_extends_the_turns_before)
     cr_assert_geq(n_names, 29, "%d names", n_names);
 }
 
+Test(chat, each_variant_is_recognised_by_its_structure)
+{
+    /* the markers and joins that tell the variants apart, in templates
+     * written here */
+    static const struct {
+        const char *jinja, *name;
+    } cases[] = {
+        {"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+         "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}"
+         "{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
+         "mistral"},
+        {"{% for message in messages %}{% if message['role'] == 'system' %}"
+         "{{ '[INST] <<SYS>>\\n' + message['content'] + '\\n<</SYS>>\\n\\n' }}"
+         "{% elif message['role'] == 'user' %}{{ bos_token + '[INST] ' + message['content'] + "
+         "' [/INST]' }}{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
+         "llama2-sys-bos"},
+        {"{% for message in messages %}{% if message['role'] == 'system' %}"
+         "{{ '<<SYS>>\\n' + message['content'].strip() + '\\n<</SYS>>\\n\\n' }}"
+         "{% elif message['role'] == 'user' %}{{ '[INST] ' + message['content'].strip() + "
+         "' [/INST]' }}{% else %}{{ message['content'].strip() + eos_token }}{% endif %}"
+         "{% endfor %}",
+         "llama2-sys-strip"},
+        {"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+         "{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% else %}"
+         "{{ ' ' + message['content'] + eos_token }}{% endif %}{% endfor %}",
+         "mistral-v1"},
+        {"{% if tools %}{{ '[AVAILABLE_TOOLS] [' }}{% endif %}{% for message in messages %}"
+         "{% if message['role'] == 'user' %}{{ \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
+         "{% else %}{{ ' ' + message['content'] | trim + eos_token }}{% endif %}{% endfor %}",
+         "mistral-v3"},
+        {"{% if tools %}{{ '[AVAILABLE_TOOLS][' }}{% endif %}{% for message in messages %}"
+         "{% if message['role'] == 'user' %}{{ \"[INST]\" + message[\"content\"] + \"[/INST]\" }}"
+         "{% else %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}",
+         "mistral-v3-tekken"},
+        {"{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + "
+         "message['content'] + eos_token }}{% elif message['role'] == 'system' %}"
+         "{{ '<|system|>\\n' + message['content'] + eos_token }}{% else %}{{ '<|assistant|>\\n' "
+         "+ message['content'] + eos_token }}{% endif %}\n{% endfor %}",
+         "zephyr"},
+        {"{% for message in messages %}{{ '<|im_start|>' + message['role'] + '<|im_sep|>' + "
+         "message['content'] + '<|im_end|>' }}{% endfor %}",
+         "phi4"},
+        {"{% for message in messages %}{{ bos_token + message['role'] + '\\n' + "
+         "message['content'] + eos_token + '\\n' }}{% endfor %}",
+         "monarch"},
+        {"{% for message in messages %}{% if message['role'] == 'user' %}{{ 'Human: ' + "
+         "message['content'] + '\\n\\nAssistant: ' + eos_token }}{% endif %}{% endfor %}",
+         "orion"},
+        {"{% for message in messages %}{{ 'GPT4 Correct ' + message['role'].title() + ': ' + "
+         "message['content'] + '<|end_of_turn|>' }}{% endfor %}",
+         "openchat"},
+        {"{% for message in messages %}{{ 'USER: ' + message['content'] + '\\nASSISTANT:' }}"
+         "{% endfor %}",
+         "vicuna"},
+        {"{% for message in messages %}{{ 'SYSTEM: ' + 'USER: ' + 'ASSISTANT:' }}{% endfor %}",
+         "vicuna-orca"},
+        {"{{ '### Instruction:\\n' + message['content'] + '\\n### Response:\\n' }}", "deepseek"},
+        {"{{ '<|START_OF_TURN_TOKEN|><|USER_TOKEN|>' + content.strip() }}", "command-r"},
+        {"[gMASK]sop{% for message in messages %}<|{{ message['role'] }}|>\n "
+         "{{ message['content'] }}{% endfor %}",
+         "chatglm3"},
+        {"[gMASK]<sop>{% for item in messages %}<|{{ item['role'] }}|>\n{{ item['content'] }}"
+         "{% endfor %}",
+         "chatglm4"},
+        {"{% for item in messages %}{% if item['role'] == 'user' %}<|user|>\n{{ item['content'] }}"
+         "{% else %}<|assistant|>\n{{ item['content'] }}{% endif %}{% endfor %}",
+         "glmedge"},
+        {"{{ '<用户>' + message['content'].strip() + '<AI>' }}", "minicpm"},
+        {"{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n\\n' }}"
+         "{% else %}{{ 'Assistant: ' + message['content'] + eos_token }}{% endif %}",
+         "deepseek2"},
+        {"{{ '<|start_of_role|>user<|end_of_role|>' + message['content'] + '<|end_of_text|>' }}",
+         "granite"},
+        {"{{ '<|role_start|>' + message['role'] + '<|role_end|>' + message['content'] + "
+         "'<|turn_end|>' }}",
+         "megrez"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mica_chat_template_t t = {.bos = "", .eos = ""};
+        mica_diag_t d = {0};
+        cr_assert_eq(mica_chat_detect(cases[i].jinja, strlen(cases[i].jinja), &t, &d), MICA_OK,
+                     "case %zu (%s): %s", i, cases[i].name, d.msg);
+        cr_assert_str_eq(mica_chat_template_name(&t), cases[i].name, "case %zu", i);
+    }
+}
+
+Test(chat, zephyr_and_mistral_v0_render_their_documented_turns)
+{
+    /* Zephyr / TinyLlama-Chat model cards: <|role|>\n{content}</s>\n */
+    mica_chat_template_t t = {.bos = "<s>", .eos = "</s>"};
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_chat_from_name("zephyr", &t, &d), MICA_OK);
+    cr_assert_str_eq(render_n(&t, N_CONV, 1),
+                     "<|system|>\nYou are a helpful assistant.</s>\n<|user|>\nHello!</s>\n"
+                     "<|assistant|>\nHi! How can I help?</s>\n<|user|>\nWhat is 2+2?</s>\n"
+                     "<|assistant|>\n");
+    /* Mistral-7B-Instruct v0.x: [INST] {user} [/INST]{answer}</s>; it has no
+     * system role, so the system text opens the first [INST] */
+    cr_assert_eq(mica_chat_from_name("mistral", &t, &d), MICA_OK);
+    cr_assert_str_eq(render_n(&t, N_CONV, 1),
+                     "[INST] You are a helpful assistant.\nHello! [/INST]Hi! How can I help?</s>"
+                     "[INST] What is 2+2? [/INST]");
+}
+
 Test(chat, unknown_templates_roles_and_short_buffers_are_refused)
 {
     mica_chat_template_t t = {.bos = "", .eos = ""};
