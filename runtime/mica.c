@@ -139,15 +139,33 @@ int mica_model_detokenize(const mica_model_t *model, const int32_t *tokens, size
     return ok(out_error);
 }
 
+/* The text of token id into buf[cap] with a NUL; "" for no token or a
+ * text that does not fit. */
+static const char *token_text(const mica_tokenizer_t *tok, int32_t id, char *buf, size_t cap)
+{
+    size_t n = 0;
+    const char *t = id >= 0 ? mica_tokenizer_token_text(tok, id, &n) : NULL;
+    if (!t || n >= cap)
+        n = 0;
+    else
+        memcpy(buf, t, n);
+    buf[n] = 0;
+    return buf;
+}
+
 int mica_model_format_chat(const mica_model_t *model, const mica_message_t *messages, size_t n,
                            int add_assistant, char *out_text, size_t capacity, size_t *out_len,
                            mica_error_t *out_error)
 {
     mica_diag_t d = {0};
-    mica_chat_format_t fmt;
-    if (mica_chat_detect(model->dm->chat_template, model->dm->chat_template_len, &fmt, &d) !=
+    mica_chat_template_t t;
+    char bos[128], eos[128];
+    if (mica_chat_detect(model->dm->chat_template, model->dm->chat_template_len, &t, &d) !=
         MICA_OK)
         return fail(&d, out_error);
+    const mica_tokenizer_t *tok = model->dm->tokenizer;
+    t.bos = token_text(tok, mica_tokenizer_bos(tok), bos, sizeof bos);
+    t.eos = token_text(tok, mica_tokenizer_eos(tok), eos, sizeof eos);
     mica_chat_message_t *msgs = malloc((n ? n : 1) * sizeof *msgs);
     if (!msgs) {
         mica_diag_set(&d, MICA_ERR_NOMEM, "out of memory");
@@ -155,8 +173,7 @@ int mica_model_format_chat(const mica_model_t *model, const mica_message_t *mess
     }
     for (size_t i = 0; i < n; i++)
         msgs[i] = (mica_chat_message_t){messages[i].role, messages[i].content};
-    mica_status_t s =
-        mica_chat_format(fmt, msgs, n, add_assistant, out_text, capacity, out_len, &d);
+    mica_status_t s = mica_chat_render(&t, msgs, n, add_assistant, out_text, capacity, out_len, &d);
     free(msgs);
     return s == MICA_OK ? ok(out_error) : fail(&d, out_error);
 }
@@ -167,8 +184,16 @@ int mica_model_format_chat(const mica_model_t *model, const mica_message_t *mess
 mica_session_params_t mica_session_params_default(void)
 {
     mica_sampler_params_t sp = mica_sampler_params_default();
-    return (mica_session_params_t){1,        sp.temperature,    sp.top_k,         sp.top_p,
-                                   sp.min_p, sp.repeat_penalty, sp.repeat_last_n, sp.seed};
+    return (mica_session_params_t){.n_threads = 1,
+                                   .temperature = sp.temperature,
+                                   .top_k = sp.top_k,
+                                   .top_p = sp.top_p,
+                                   .min_p = sp.min_p,
+                                   .repeat_penalty = sp.repeat_penalty,
+                                   .repeat_last_n = sp.repeat_last_n,
+                                   .seed = sp.seed,
+                                   .presence_penalty = sp.presence_penalty,
+                                   .frequency_penalty = sp.frequency_penalty};
 }
 
 /* Tokens n after n_past must be in the vocabulary and fit the context. */
@@ -246,7 +271,9 @@ int mica_session_create(const mica_model_t *model, const mica_session_params_t *
                                 .repeat_penalty = params->repeat_penalty,
                                 .repeat_last_n = params->repeat_last_n,
                                 .seed = params->seed,
-                                .min_p = params->min_p};
+                                .min_p = params->min_p,
+                                .presence_penalty = params->presence_penalty,
+                                .frequency_penalty = params->frequency_penalty};
     mica_status_t st = mica_sampler_create(model->dm->n_vocab, &sp, &s->sampler, &d);
     uint32_t threads = params->n_threads ? (uint32_t)params->n_threads : (uint32_t)online_cpus();
     if (threads > MICA_CPU_POOL_MAX_THREADS)

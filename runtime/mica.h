@@ -118,7 +118,9 @@ int mica_model_format_chat(const mica_model_t *model, const mica_message_t *mess
 
 typedef struct mica_session mica_session_t;
 
-/* How a session runs and samples. Start from mica_session_params_default. */
+/* How a session runs and samples. Start from mica_session_params_default.
+ * The sampling chain is llama.cpp's: penalties, top-k, top-p, min-p, then
+ * the temperature. */
 typedef struct mica_session_params {
     int32_t n_threads;     /* threads for the model's splits, >= 1 (default 1) */
     float temperature;     /* <= 0: greedy (default 0.8) */
@@ -129,6 +131,8 @@ typedef struct mica_session_params {
     float repeat_penalty;  /* 1 = off (default); > 1 discourages recent tokens */
     int32_t repeat_last_n; /* recent tokens the penalty sees (default 64) */
     uint64_t seed;         /* of the sampler's random state (default 42) */
+    float presence_penalty;  /* subtracted once from a recent token's logit (default 0) */
+    float frequency_penalty; /* subtracted per occurrence among the recent (default 0) */
 } mica_session_params_t;
 
 mica_session_params_t mica_session_params_default(void);

@@ -14,16 +14,25 @@ struct mica_sampler {
     mica_sampler_params_t p;
     int32_t n_vocab;
     uint64_t rng;
-    cand_t *cands;  /* [n_vocab] scratch */
-    double *probs;  /* [n_vocab] scratch */
+    cand_t *cands;   /* [n_vocab] scratch */
+    double *probs;   /* [n_vocab] scratch: the kept candidates' probabilities */
+    int32_t *ids;    /* [n_vocab] scratch: the kept candidates' ids */
+    int32_t *count;  /* [n_vocab]: times each token occurs in the ring */
     int32_t *recent; /* ring of the last repeat_last_n tokens */
     int32_t n_recent, recent_head;
 };
 
 mica_sampler_params_t mica_sampler_params_default(void)
 {
-    mica_sampler_params_t p = {0.8f, 40, 0.95f, 1.0f, 64, 42, 0.0f};
-    return p;
+    return (mica_sampler_params_t){.temperature = 0.8f,
+                                   .top_k = 40,
+                                   .top_p = 0.95f,
+                                   .repeat_penalty = 1.0f,
+                                   .repeat_last_n = 64,
+                                   .seed = 42,
+                                   .min_p = 0.0f,
+                                   .presence_penalty = 0.0f,
+                                   .frequency_penalty = 0.0f};
 }
 
 static uint64_t splitmix(uint64_t *s)
@@ -39,18 +48,24 @@ mica_status_t mica_sampler_create(int32_t n_vocab, const mica_sampler_params_t *
 {
     if (n_vocab < 1)
         return mica_diag_set(d, MICA_ERR_INVALID, "sampler: vocabulary of %d tokens", n_vocab);
+    if (!(p->temperature == p->temperature))
+        return mica_diag_set(d, MICA_ERR_INVALID, "temperature is not a number");
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return mica_diag_set(d, MICA_ERR_INVALID, "top-p must be in (0, 1], got %g", p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
         return mica_diag_set(d, MICA_ERR_INVALID, "min-p must be in [0, 1], got %g", p->min_p);
-    if (!(p->repeat_penalty > 0.0f))
+    if (!(p->repeat_penalty > 0.0f) || !isfinite(p->repeat_penalty))
         return mica_diag_set(d, MICA_ERR_INVALID, "repeat penalty must be > 0, got %g",
                              p->repeat_penalty);
+    if (!isfinite(p->presence_penalty))
+        return mica_diag_set(d, MICA_ERR_INVALID, "presence penalty must be finite, got %g",
+                             p->presence_penalty);
+    if (!isfinite(p->frequency_penalty))
+        return mica_diag_set(d, MICA_ERR_INVALID, "frequency penalty must be finite, got %g",
+                             p->frequency_penalty);
     if (p->repeat_last_n < 0 || p->repeat_last_n > (1 << 20))
-        return mica_diag_set(d, MICA_ERR_INVALID, "repeat-last-n %d is out of range",
-                             p->repeat_last_n);
-    if (!(p->temperature == p->temperature))
-        return mica_diag_set(d, MICA_ERR_INVALID, "temperature is not a number");
+        return mica_diag_set(d, MICA_ERR_INVALID, "repeat-last-n %d is out of [0, %d]",
+                             p->repeat_last_n, 1 << 20);
     mica_sampler_t *s = calloc(1, sizeof *s);
     if (!s)
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
@@ -58,8 +73,10 @@ mica_status_t mica_sampler_create(int32_t n_vocab, const mica_sampler_params_t *
     s->n_vocab = n_vocab;
     s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
     s->probs = malloc((size_t)n_vocab * sizeof *s->probs);
+    s->ids = malloc((size_t)n_vocab * sizeof *s->ids);
+    s->count = calloc((size_t)n_vocab, sizeof *s->count);
     s->recent = malloc((size_t)(p->repeat_last_n ? p->repeat_last_n : 1) * sizeof *s->recent);
-    if (!s->cands || !s->probs || !s->recent) {
+    if (!s->cands || !s->probs || !s->ids || !s->count || !s->recent) {
         mica_sampler_release(s);
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory");
     }
@@ -74,6 +91,8 @@ void mica_sampler_release(mica_sampler_t *s)
         return;
     free(s->cands);
     free(s->probs);
+    free(s->ids);
+    free(s->count);
     free(s->recent);
     free(s);
 }
@@ -81,6 +100,8 @@ void mica_sampler_release(mica_sampler_t *s)
 void mica_sampler_reset(mica_sampler_t *s)
 {
     s->rng = s->p.seed;
+    for (int32_t r = 0; r < s->n_recent; r++)
+        s->count[s->recent[r]] = 0;
     s->n_recent = 0;
     s->recent_head = 0;
 }
@@ -88,12 +109,15 @@ void mica_sampler_reset(mica_sampler_t *s)
 void mica_sampler_accept(mica_sampler_t *s, int32_t token)
 {
     int32_t cap = s->p.repeat_last_n;
-    if (cap <= 0)
+    if (cap <= 0 || token < 0 || token >= s->n_vocab)
         return;
-    s->recent[s->recent_head] = token;
-    s->recent_head = (s->recent_head + 1) % cap;
-    if (s->n_recent < cap)
+    if (s->n_recent == cap)
+        s->count[s->recent[s->recent_head]]--; /* the oldest leaves the window */
+    else
         s->n_recent++;
+    s->recent[s->recent_head] = token;
+    s->count[token]++;
+    s->recent_head = (s->recent_head + 1) % cap;
 }
 
 int32_t mica_sampler_argmax(const float *logits, int32_t n_vocab)
@@ -105,22 +129,42 @@ int32_t mica_sampler_argmax(const float *logits, int32_t n_vocab)
     return best;
 }
 
+static bool penalties_on(const mica_sampler_t *s)
+{
+    return s->n_recent > 0 && (s->p.repeat_penalty != 1.0f || s->p.presence_penalty != 0.0f ||
+                               s->p.frequency_penalty != 0.0f);
+}
+
+/* The penalised logit of a token seen n >= 1 times in the window. A
+ * function of the original logit, so applying it once per occurrence in the
+ * ring gives the same value as once per token. */
+static float penalized(const mica_sampler_t *s, float logit, int32_t n)
+{
+    float v = logit > 0 ? logit / s->p.repeat_penalty : logit * s->p.repeat_penalty;
+    return v - (float)n * s->p.frequency_penalty - s->p.presence_penalty;
+}
+
+void mica_sampler_penalize(const mica_sampler_t *s, const float *logits, float *out)
+{
+    memcpy(out, logits, (size_t)s->n_vocab * sizeof *out);
+    if (!penalties_on(s))
+        return;
+    for (int32_t r = 0; r < s->n_recent; r++) {
+        int32_t t = s->recent[r];
+        out[t] = penalized(s, logits[t], s->count[t]);
+    }
+}
+
 /* Descending by logit, ascending id on ties: a total order, so the result
  * does not depend on the sort algorithm. */
-static int cand_cmp(const void *pa, const void *pb)
-{
-    const cand_t *a = pa, *b = pb;
-    if (a->logit != b->logit)
-        return a->logit > b->logit ? -1 : 1;
-    return (a->id > b->id) - (a->id < b->id);
-}
-
 static bool cand_before(const cand_t *a, const cand_t *b)
 {
-    return cand_cmp(a, b) < 0;
+    if (a->logit != b->logit)
+        return a->logit > b->logit;
+    return a->id < b->id;
 }
 
-/* Restores the min-heap c[0..k) (root = worst kept candidate) below j. */
+/* Restores the heap c[0..k) (root = the worst candidate) below j. */
 static void sift_down(cand_t *c, int32_t k, int32_t j)
 {
     for (;;) {
@@ -138,11 +182,16 @@ static void sift_down(cand_t *c, int32_t k, int32_t j)
     }
 }
 
-/* Moves the k best candidates of c[0..n) to c[0..k) (unordered): O(n log k). */
-static void select_top_k(cand_t *c, int32_t n, int32_t k)
+static void heapify(cand_t *c, int32_t k)
 {
     for (int32_t i = k / 2 - 1; i >= 0; i--)
         sift_down(c, k, i);
+}
+
+/* Moves the k best candidates of c[0..n) to c[0..k) as a heap: O(n log k). */
+static void select_top_k(cand_t *c, int32_t n, int32_t k)
+{
+    heapify(c, k);
     for (int32_t i = k; i < n; i++) {
         if (cand_before(&c[i], &c[0])) {
             c[0] = c[i];
@@ -151,7 +200,19 @@ static void select_top_k(cand_t *c, int32_t n, int32_t k)
     }
 }
 
-int32_t mica_sampler_sample(mica_sampler_t *s, const float *logits)
+/* Sorts the heap c[0..k) best first, in place (glibc's qsort may allocate). */
+static void heap_sort(cand_t *c, int32_t k)
+{
+    for (int32_t end = k - 1; end > 0; end--) {
+        cand_t t = c[0];
+        c[0] = c[end];
+        c[end] = t;
+        sift_down(c, end, 0);
+    }
+}
+
+int32_t mica_sampler_candidates(mica_sampler_t *s, const float *logits, const int32_t **out_ids,
+                                const double **out_probs)
 {
     const int32_t n = s->n_vocab;
     cand_t *c = s->cands;
@@ -159,70 +220,85 @@ int32_t mica_sampler_sample(mica_sampler_t *s, const float *logits)
         c[i].logit = logits[i];
         c[i].id = i;
     }
-    if (s->p.repeat_penalty != 1.0f) {
+    if (penalties_on(s))
         for (int32_t r = 0; r < s->n_recent; r++) {
             int32_t t = s->recent[r];
-            if (t < 0 || t >= n || c[t].id < 0)
-                continue;
-            float v = logits[t];
-            c[t].logit = v > 0 ? v / s->p.repeat_penalty : v * s->p.repeat_penalty;
-            c[t].id = -1 - t; /* penalised once even if repeated; restored below */
+            c[t].logit = penalized(s, logits[t], s->count[t]);
         }
-        for (int32_t r = 0; r < s->n_recent; r++) {
-            int32_t t = s->recent[r];
-            if (t >= 0 && t < n && c[t].id < 0)
-                c[t].id = t;
-        }
-    }
-    int32_t tok;
+    int32_t keep;
     if (s->p.temperature <= 0.0f) {
         int32_t best = 0;
         for (int32_t i = 1; i < n; i++)
             if (c[i].logit > c[best].logit)
                 best = i;
-        tok = c[best].id;
+        c[0] = c[best];
+        s->probs[0] = 1.0;
+        keep = 1;
     } else {
         int32_t m = n;
         if (s->p.top_k > 0 && s->p.top_k < n) {
             select_top_k(c, n, s->p.top_k);
             m = s->p.top_k;
+        } else {
+            heapify(c, m);
         }
-        qsort(c, (size_t)m, sizeof *c, cand_cmp);
-        double sum = 0, inv_t = 1.0 / s->p.temperature;
+        heap_sort(c, m);
+        /* probabilities at temperature 1, relative to the likeliest (1) */
+        double sum = 0;
         for (int32_t i = 0; i < m; i++) {
-            s->probs[i] = exp(((double)c[i].logit - (double)c[0].logit) * inv_t);
+            s->probs[i] = exp((double)c[i].logit - (double)c[0].logit);
             sum += s->probs[i];
         }
-        int32_t keep = m;
+        keep = m;
         if (s->p.top_p < 1.0f) {
             double cum = 0;
             for (int32_t i = 0; i < m; i++) {
                 cum += s->probs[i] / sum;
-                if (cum >= s->p.top_p) {
+                if (cum >= (double)s->p.top_p) {
                     keep = i + 1;
                     break;
                 }
             }
         }
         if (s->p.min_p > 0.0f) {
-            /* probs[0] is the likeliest (exp(0) = 1): keep probs[i] >= min_p */
             int32_t k = 1;
             while (k < keep && s->probs[k] >= (double)s->p.min_p)
                 k++;
             keep = k;
         }
-        double total = 0;
-        for (int32_t i = 0; i < keep; i++)
+        /* the temperature on what is left */
+        double total = 0, inv_t = 1.0 / (double)s->p.temperature;
+        for (int32_t i = 0; i < keep; i++) {
+            s->probs[i] = exp(((double)c[i].logit - (double)c[0].logit) * inv_t);
             total += s->probs[i];
-        double u = (double)(splitmix(&s->rng) >> 11) / 9007199254740992.0 * total;
-        tok = c[keep - 1].id;
+        }
+        for (int32_t i = 0; i < keep; i++)
+            s->probs[i] /= total;
+    }
+    for (int32_t i = 0; i < keep; i++)
+        s->ids[i] = c[i].id;
+    if (out_ids)
+        *out_ids = s->ids;
+    if (out_probs)
+        *out_probs = s->probs;
+    return keep;
+}
+
+int32_t mica_sampler_sample(mica_sampler_t *s, const float *logits)
+{
+    int32_t keep = mica_sampler_candidates(s, logits, NULL, NULL);
+    int32_t tok = s->ids[keep - 1];
+    if (keep > 1) {
+        double u = (double)(splitmix(&s->rng) >> 11) / 9007199254740992.0;
         for (int32_t i = 0; i < keep; i++) {
             u -= s->probs[i];
             if (u < 0) {
-                tok = c[i].id;
+                tok = s->ids[i];
                 break;
             }
         }
+    } else {
+        tok = s->ids[0];
     }
     mica_sampler_accept(s, tok);
     return tok;

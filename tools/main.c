@@ -8,6 +8,8 @@
 
 #include "cli.h"
 
+int mica_cmd_template(int argc, char **argv); /* tools/cmd_template.c */
+
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -17,6 +19,7 @@ static const struct {
     {"run", mica_cmd_run, "generate text from a prompt"},
     {"chat", mica_cmd_chat, "chat with a model, one message per line"},
     {"tokenize", mica_cmd_tokenize, "print the token ids of a text"},
+    {"template", mica_cmd_template, "print the chat prompt a conversation renders to"},
     {"synth", mica_cmd_synth, "write a random-weight GGUF in a real model's shapes"},
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
     {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
