@@ -604,3 +604,39 @@ Test(malformed, damaged_artifacts_are_refused_in_one_line)
         mica_test_tmpdir_remove(dir);
     }
 }
+
+/* ------------------------------------------------------------------------ */
+/* no partial state                                                          */
+
+/* A compile that runs out of disk (every file capped at a size, as a full
+ * disk fails a write with EFBIG / ENOSPC) at several points: exit 1, one
+ * line naming what could not be written, and nothing left beside the
+ * output: no artifact and no temporary directory. */
+Test(malformed, compile_on_a_full_disk_leaves_nothing)
+{
+    const char *model = mica_test_golden(QWEN);
+    char out[700];
+    snprintf(out, sizeof out, "%s/art", tmpdir);
+    /* prefill.ir (~17 kB) or weights.bin (~15 MB in f32) is the first file
+     * past each limit; the limit applies to the captured stderr too, so
+     * none is below the size of the memory report */
+    static const long limits[] = {1000, 16000, 200000, 4000000};
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        mica_test_result_t r = mica_test_mica_fsize(tmpdir, limits[i], "compile", model, "-t",
+                                                    "host", "-q", "f32", "-c", "32", "-o", out,
+                                                    NULL);
+        char what[64];
+        snprintf(what, sizeof what, "file size limit %ld", limits[i]);
+        cr_log_info("%s: %s", what, r.err);
+        cr_expect_eq(r.status, 1, "%s: exit %d: %s", what, r.status, r.err);
+        /* the memory report comes first; the failure is the last line */
+        const char *last = r.err, *nl;
+        while ((nl = strchr(last, '\n')) && nl[1])
+            last = nl + 1;
+        cr_expect(strstr(last, "File too large") || strstr(last, "No space"),
+                  "%s: the last line does not say the disk is full: %s", what, r.err);
+        cr_expect_eq(mica_test_dir_entries(tmpdir), 0, "%s: something is left beside the output",
+                     what);
+        mica_test_result_free(&r);
+    }
+}
