@@ -71,6 +71,104 @@ static mica_dtype_t dtype_from_ggml(uint32_t id)
 }
 
 /* A tensor info cut off by the end of the file. */
+/* ------------------------------------------------------------------------ */
+/* what the data section must hold                                           */
+
+typedef struct extent {
+    uint64_t offset, nbytes;
+    uint64_t index;
+} extent_t;
+
+static int extent_cmp(const void *a, const void *b)
+{
+    const extent_t *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* No two tensors share a byte of the data section (a writer never does
+ * that, and a quantizer that rewrites one would corrupt the other). */
+static mica_status_t check_overlaps(const mica_gguf_t *f, mica_diag_t *d)
+{
+    if (f->n_tensors < 2)
+        return MICA_OK;
+    extent_t *e = malloc((size_t)f->n_tensors * sizeof *e);
+    if (!e)
+        return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for %" PRIu64 " tensors",
+                             f->n_tensors);
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        e[i] = (extent_t){f->tensors[i].offset, f->tensors[i].nbytes, i};
+    qsort(e, (size_t)f->n_tensors, sizeof *e, extent_cmp);
+    mica_status_t s = MICA_OK;
+    for (uint64_t i = 0; i + 1 < f->n_tensors && s == MICA_OK; i++) {
+        if (e[i].offset + e[i].nbytes <= e[i + 1].offset)
+            continue;
+        char a[MICA_GGUF_SHOW_BUF], b[MICA_GGUF_SHOW_BUF];
+        s = mica_diag_set(d, MICA_ERR_INVALID,
+                          "tensors '%s' and '%s' overlap in the data section (offsets %" PRIu64
+                          " and %" PRIu64 ", %" PRIu64 " bytes from the first)",
+                          mica_gguf_show(a, f->tensors[e[i].index].name),
+                          mica_gguf_show(b, f->tensors[e[i + 1].index].name), e[i].offset,
+                          e[i + 1].offset, e[i].nbytes);
+    }
+    free(e);
+    return s;
+}
+
+static bool f16_finite(const uint8_t *p)
+{
+    return ((p[1] & 0x7c) != 0x7c); /* exponent all ones: inf or NaN */
+}
+
+/* Every value of a float tensor and every scale (and min) of a block
+ * tensor is finite: a NaN or infinity there turns every logit it touches
+ * into NaN, which no later check would name. Offsets of the f16 scales in
+ * each block are GGUF's (ggml-common.h's block layouts). */
+static mica_status_t check_values(const mica_gguf_tensor_t *t, mica_diag_t *d)
+{
+    char nb[MICA_GGUF_SHOW_BUF];
+    int scales[2] = {-1, -1};
+    switch (t->dtype) {
+    case MICA_DTYPE_F32:
+        for (uint64_t i = 0; i < t->nbytes / 4; i++) {
+            uint32_t u;
+            memcpy(&u, t->data + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u)
+                return mica_diag_set(d, MICA_ERR_INVALID,
+                                     "tensor '%s' element %" PRIu64 " is NaN or infinite",
+                                     mica_gguf_show(nb, t->name), i);
+        }
+        return MICA_OK;
+    case MICA_DTYPE_F16:
+    case MICA_DTYPE_BF16:
+        for (uint64_t i = 0; i < t->nbytes / 2; i++) {
+            const uint8_t *p = t->data + 2 * i;
+            bool ok = t->dtype == MICA_DTYPE_F16 ? f16_finite(p)
+                                                 : !((p[1] & 0x7f) == 0x7f && (p[0] & 0x80));
+            if (!ok)
+                return mica_diag_set(d, MICA_ERR_INVALID,
+                                     "tensor '%s' element %" PRIu64 " is NaN or infinite",
+                                     mica_gguf_show(nb, t->name), i);
+        }
+        return MICA_OK;
+    case MICA_DTYPE_Q4_0: case MICA_DTYPE_Q5_0: case MICA_DTYPE_Q8_0: scales[0] = 0; break;
+    case MICA_DTYPE_Q4_1: case MICA_DTYPE_Q5_1: case MICA_DTYPE_Q4_K: case MICA_DTYPE_Q5_K:
+        scales[0] = 0, scales[1] = 2;
+        break;
+    case MICA_DTYPE_Q2_K: scales[0] = 80, scales[1] = 82; break;
+    case MICA_DTYPE_Q3_K: scales[0] = 108; break;
+    case MICA_DTYPE_Q6_K: scales[0] = 208; break;
+    default: return MICA_OK;
+    }
+    uint64_t bb = (uint64_t)mica_dtype_block_bytes(t->dtype);
+    for (uint64_t b = 0; b < t->nbytes / bb; b++)
+        for (int k = 0; k < 2; k++)
+            if (scales[k] >= 0 && !f16_finite(t->data + b * bb + (uint64_t)scales[k]))
+                return mica_diag_set(d, MICA_ERR_INVALID,
+                                     "tensor '%s' block %" PRIu64 " has a NaN or infinite %s",
+                                     mica_gguf_show(nb, t->name), b, k ? "minimum" : "scale");
+    return MICA_OK;
+}
+
 static mica_status_t truncated_tensor(const mica_gguf_cursor_t *r, uint64_t i, const char *name,
                                       uint64_t at)
 {
@@ -203,6 +301,9 @@ static mica_status_t parse(mica_gguf_t *f, mica_diag_t *d)
                                  name, t->offset, t->nbytes, data_len);
         t->data = f->base + f->data_offset + t->offset;
     }
+    MICA_TRY(check_overlaps(f, d));
+    for (uint64_t i = 0; i < n_tensors; i++)
+        MICA_TRY(check_values(&f->tensors[i], d));
     return MICA_OK;
 }
 

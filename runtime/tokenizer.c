@@ -378,15 +378,35 @@ mica_status_t mica_tokenizer_create(const mica_vocab_desc_t *desc, mica_tokenize
         mica_vocab_str_t m = v->merges[r];
         size_t sp = merge_space(m);
         moff[r] = at;
-        if (sp >= m.len) {
-            msplit[r] = 0; /* no separator: llama.cpp's ("", "") pair, never looked up */
-            continue;
+        if (sp >= m.len) { /* llama.cpp keeps it as a ("", "") pair that never matches */
+            mica_status_t st = mica_diag_set(d, MICA_ERR_INVALID,
+                                             "tokenizer: merge %u ('%.*s') has no space between "
+                                             "its two tokens",
+                                             r, (int)(m.len > 64 ? 64 : m.len), m.ptr);
+            free(mem);
+            return st;
         }
         memcpy(mtext + at, m.ptr, sp);
         memcpy(mtext + at + sp, m.ptr + sp + 1, m.len - sp - 1);
         msplit[r] = (uint32_t)sp;
         size_t n = m.len - 1;
         const char *s = mtext + at;
+        /* both halves and their join must be tokens: a merge that names
+         * anything else is a damaged vocabulary, not one to encode with */
+        const struct {
+            const char *p;
+            size_t n;
+        } parts[3] = {{s, sp}, {s + sp, n - sp}, {s, n}};
+        for (int k = 0; k < 3; k++) {
+            if (parts[k].n && slots[token_slot(t, parts[k].p, parts[k].n)])
+                continue;
+            mica_status_t st = mica_diag_set(
+                d, MICA_ERR_INVALID, "tokenizer: merge %u ('%.*s') names '%.*s', which is not a token",
+                r, (int)(m.len > 64 ? 64 : m.len), m.ptr, (int)(parts[k].n > 64 ? 64 : parts[k].n),
+                parts[k].p);
+            free(mem);
+            return st;
+        }
         at += (uint32_t)n;
         uint32_t h = merge_slot(t, s, n, sp);
         if (!mslots[h]) /* a repeated pair keeps the first (lowest) rank */

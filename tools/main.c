@@ -1,6 +1,7 @@
 /* mica: compile, run and inspect LLMs for edge devices. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,11 +35,27 @@ static void usage(FILE *f)
     fprintf(f, "\n'mica COMMAND --help' describes one command.\n");
 }
 
+/* True if msg starts "LINE:COL:" (digits, colon, digits, colon), not just a
+ * number ("3 heads are ..."). */
+static bool starts_with_position(const char *msg)
+{
+    const char *p = msg;
+    for (int part = 0; part < 2; part++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (*p++ != ':')
+            return false;
+    }
+    return true;
+}
+
 int mica_cli_fail(const char *file, const mica_diag_t *d)
 {
     /* Parser messages start with "LINE:COL: " and join the file name
      * without a space: FILE:LINE:COL: message. */
-    if (file && d->msg[0] >= '0' && d->msg[0] <= '9')
+    if (file && starts_with_position(d->msg))
         fprintf(stderr, "%s:%s\n", file, d->msg);
     else if (file)
         fprintf(stderr, "%s: %s\n", file, d->msg);

@@ -3,7 +3,11 @@
 # dependencies, then builds and runs every test twice:
 #   1. Release, warnings as errors;
 #   2. Debug with AddressSanitizer + UndefinedBehaviorSanitizer (the IR
-#      verifier also runs after every pass there); any report fails.
+#      verifier also runs after every pass there); any report fails;
+#   3. each libFuzzer target (tests/fuzz, a clang tree in build/fuzz) for
+#      MICA_FUZZ_SECONDS (default 30) from its seed corpus: a crash, leak,
+#      timeout or oracle failure fails (tools/fuzz.sh). Saved crash inputs
+#      are replayed by test_fuzz_replay in both trees above.
 # Golden data is read from ../shared/golden beside the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +35,5 @@ run release -DCMAKE_BUILD_TYPE=Release
 # Release binaries either way) instead of cross-building it again
 run sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DMICA_SANITIZE=ON \
   -DMICA_AARCH64_DIR="$PWD/build/release/aarch64"
+echo "== build/fuzz" >&2
+tools/fuzz.sh -s "${MICA_FUZZ_SECONDS:-30}" -j "$jobs"
