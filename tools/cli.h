@@ -18,6 +18,7 @@ int mica_cmd_dump(int argc, char **argv);
 int mica_cmd_run(int argc, char **argv);
 int mica_cmd_chat(int argc, char **argv);
 int mica_cmd_tokenize(int argc, char **argv);
+int mica_cmd_detokenize(int argc, char **argv);
 int mica_cmd_targets(int argc, char **argv);
 int mica_cmd_synth(int argc, char **argv);
 int mica_cmd_bench(int argc, char **argv);

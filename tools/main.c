@@ -17,6 +17,7 @@ static const struct {
     {"run", mica_cmd_run, "generate text from a prompt"},
     {"chat", mica_cmd_chat, "chat with a model, one message per line"},
     {"tokenize", mica_cmd_tokenize, "print the token ids of a text"},
+    {"detokenize", mica_cmd_detokenize, "print the text of comma-separated token ids"},
     {"synth", mica_cmd_synth, "write a random-weight GGUF in a real model's shapes"},
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
     {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
