@@ -22,6 +22,7 @@ int mica_cmd_detokenize(int argc, char **argv);
 int mica_cmd_targets(int argc, char **argv);
 int mica_cmd_synth(int argc, char **argv);
 int mica_cmd_bench(int argc, char **argv);
+int mica_cmd_perplexity(int argc, char **argv);
 
 /* Prints "FILE: message" ("FILE:LINE:COL: message" for parser messages,
  * "mica: message" when file is NULL) on stderr; returns MICA_EXIT_FAIL. */

@@ -22,6 +22,7 @@ static const struct {
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
     {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
     {"bench", mica_cmd_bench, "measure prompt and generation speed, llama-bench style"},
+    {"perplexity", mica_cmd_perplexity, "measure a model's perplexity on a text, llama.cpp's way"},
 };
 
 static void usage(FILE *f)
