@@ -164,7 +164,8 @@ mica_token_type_t mica_tokenizer_token_type(const mica_tokenizer_t *tok, int32_t
 bool mica_tokenizer_is_eog(const mica_tokenizer_t *tok, int32_t id);
 /* Upper bound of the bytes one token decodes to. */
 size_t mica_tokenizer_max_piece_len(const mica_tokenizer_t *tok);
-/* The Unicode version of the character tables ("14.0.0"). */
+/* The Unicode version of the character tables ("15.1.0", pinned in
+ * codegen/unicode-data.txt, the same as llama.cpp's). */
 const char *mica_tokenizer_unicode_version(void);
 
 #endif
