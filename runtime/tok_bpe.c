@@ -335,8 +335,8 @@ static bool in_class(cls_t k, uint32_t c, uint16_t f)
     case CLS_PUNCT:
         if (c < 128)
             return (c >= 0x21 && c <= 0x23) || (c >= 0x25 && c <= 0x2A) ||
-                   (c >= 0x2C && c <= 0x2F) || c == 0x3A || c == 0x3B || c == 0x3F ||
-                   c == 0x40 || (c >= 0x5B && c <= 0x5D) || c == 0x5F || c == 0x7B || c == 0x7D;
+                   (c >= 0x2C && c <= 0x2F) || c == 0x3A || c == 0x3B || c == 0x3F || c == 0x40 ||
+                   (c >= 0x5B && c <= 0x5D) || c == 0x5F || c == 0x7B || c == 0x7D;
         return (f & MICA_TOK_U_PUNCT) != 0;
     case CLS_PUNCT_TICK:
         if (c < 128)

@@ -77,8 +77,8 @@ static void oracle(const char *model, const int32_t *ids, size_t n, int32_t ctx,
         for (int32_t i = 0; i < ctx; i++)
             k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", i ? "," : "",
                                   i == 0 && bos >= 0 ? bos : ids[w * (size_t)ctx + (size_t)i]);
-        mica_test_result_t r = run("run", model, "--tokens", list, "--dump-logits",
-                                   tmp("logits.f32"), NULL);
+        mica_test_result_t r =
+            run("run", model, "--tokens", list, "--dump-logits", tmp("logits.f32"), NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         mica_test_result_free(&r);
         size_t len;
@@ -199,7 +199,8 @@ Test(perplexity, bad_input_is_named)
     cr_expect_eq(r.status, 1);
     mica_test_expect_one_line(&r, "no-such.txt");
     mica_test_result_free(&r);
-    const char *usage[][2] = {{"-c", "3"}, {"-c", "0"}, {"-c", "x"}, {"-b", "-1"}, {"--chunks", "0"}};
+    const char *usage[][2] = {
+        {"-c", "3"}, {"-c", "0"}, {"-c", "x"}, {"-b", "-1"}, {"--chunks", "0"}};
     const char *why[] = {"-c 3 is too short", "-c needs a positive count", "not 'x'",
                          "-b needs a positive count", "--chunks needs a positive count"};
     for (int i = 0; i < 5; i++) {
@@ -217,16 +218,18 @@ Test(perplexity, bad_input_is_named)
 static const char *smollm(void)
 {
     const char *p = getenv("MICA_DEFAULT_MODEL");
-    cr_assert(p && *p, "MICA_DEFAULT_MODEL is not set: run tools/fetch-model.sh and export its path");
+    cr_assert(p && *p,
+              "MICA_DEFAULT_MODEL is not set: run tools/fetch-model.sh and export its path");
     return p;
 }
 
 static void perplexity_of(const char *model, const char *ctx, const char *chunks, double *ppl,
                           double *err)
 {
-    mica_test_result_t r = chunks ? run("perplexity", model, "-f", TEXT, "-c", ctx, "--chunks",
-                                        chunks, "-t", "2", NULL)
-                                  : run("perplexity", model, "-f", TEXT, "-c", ctx, "-t", "2", NULL);
+    mica_test_result_t r =
+        chunks
+            ? run("perplexity", model, "-f", TEXT, "-c", ctx, "--chunks", chunks, "-t", "2", NULL)
+            : run("perplexity", model, "-f", TEXT, "-c", ctx, "-t", "2", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     parse_final(r.out, ppl, err);
     cr_log_info("perplexity %s -c %s: %s", model, ctx, strstr(r.out, "Final"));
@@ -239,8 +242,8 @@ Test(perplexity, smollm2_w4a8_artifact_within_5_percent_of_f32)
     double ppl[2], err[2];
     for (int i = 0; i < 2; i++) {
         const char *dir = tmp(q[i]);
-        mica_test_result_t r = run("compile", smollm(), "-t", "host", "-q", q[i], "-c", "256", "-o",
-                                   dir, NULL);
+        mica_test_result_t r =
+            run("compile", smollm(), "-t", "host", "-q", q[i], "-c", "256", "-o", dir, NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         mica_test_result_free(&r);
         perplexity_of(dir, "256", NULL, &ppl[i], &err[i]);

@@ -126,8 +126,9 @@ static mica_status_t run(mica_cli_session_t *s, const ppl_args_t *a, int32_t *to
     int64_t n_chunk = (int64_t)(n / (size_t)n_ctx);
     if (a->n_chunks > 0 && a->n_chunks < n_chunk)
         n_chunk = a->n_chunks;
-    fprintf(stderr, "perplexity: %zu tokens, %lld windows of %d (batch %d), %d tokens scored in each\n",
-            n, (long long)n_chunk, n_ctx, n_batch, n_ctx - 1 - first);
+    fprintf(stderr,
+            "perplexity: %zu tokens, %lld windows of %d (batch %d), %d tokens scored in each\n", n,
+            (long long)n_chunk, n_ctx, n_batch, n_ctx - 1 - first);
     float *logits = malloc((size_t)n_batch * (size_t)V * sizeof *logits);
     if (!logits)
         return mica_diag_set(d, MICA_ERR_NOMEM, "out of memory for %d rows of logits", n_batch);

@@ -67,8 +67,7 @@ static void print_piece(const mica_tokenizer_t *tok, int32_t id)
     mica_diag_t d = {0};
     printf("%6d -> '", id);
     if (buf && mica_tokenizer_decode(tok, &id, 1, MICA_TOKENIZER_DECODE_SPECIAL, buf,
-                                     cap <= sizeof small ? sizeof small : cap, &len,
-                                     &d) == MICA_OK)
+                                     cap <= sizeof small ? sizeof small : cap, &len, &d) == MICA_OK)
         fwrite(buf, 1, len, stdout);
     printf("'\n");
     if (buf != small)
