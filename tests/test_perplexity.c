@@ -227,9 +227,8 @@ static void perplexity_of(const char *model, const char *ctx, const char *chunks
                           double *err)
 {
     mica_test_result_t r =
-        chunks
-            ? run("perplexity", model, "-f", TEXT, "-c", ctx, "--chunks", chunks, "-t", "2", NULL)
-            : run("perplexity", model, "-f", TEXT, "-c", ctx, "-t", "2", NULL);
+        chunks ? run("perplexity", model, "-f", TEXT, "-c", ctx, "--chunks", chunks, NULL)
+               : run("perplexity", model, "-f", TEXT, "-c", ctx, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     parse_final(r.out, ppl, err);
     cr_log_info("perplexity %s -c %s: %s", model, ctx, strstr(r.out, "Final"));
@@ -243,22 +242,22 @@ Test(perplexity, smollm2_w4a8_artifact_within_5_percent_of_f32)
     for (int i = 0; i < 2; i++) {
         const char *dir = tmp(q[i]);
         mica_test_result_t r =
-            run("compile", smollm(), "-t", "host", "-q", q[i], "-c", "256", "-o", dir, NULL);
+            run("compile", smollm(), "-t", "host", "-q", q[i], "-c", "128", "-o", dir, NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         mica_test_result_free(&r);
-        perplexity_of(dir, "256", NULL, &ppl[i], &err[i]);
+        perplexity_of(dir, "128", "8", &ppl[i], &err[i]);
         /* a real model on plain English: far below the 49152 of a uniform guess */
         cr_expect(ppl[i] > 2 && ppl[i] < 100, "%s: PPL %f", q[i], ppl[i]);
         cr_expect(err[i] > 0 && err[i] < ppl[i] / 4, "%s: +/- %f", q[i], err[i]);
     }
-    fprintf(stderr, "SmolLM2 perplexity -c 256: f32 %.4f +/- %.4f, w4a8 %.4f +/- %.4f\n", ppl[0],
-            err[0], ppl[1], err[1]);
+    fprintf(stderr, "SmolLM2 perplexity -c 128, 8 windows: f32 %.4f +/- %.4f, w4a8 %.4f +/- %.4f\n",
+            ppl[0], err[0], ppl[1], err[1]);
     cr_expect(fabs(ppl[1] - ppl[0]) <= 0.05 * ppl[0], "w4a8 %f is more than 5%% off f32 %f", ppl[1],
               ppl[0]);
     /* a window longer than the artifact's context is refused */
-    mica_test_result_t r = run("perplexity", tmp("f32"), "-f", TEXT, "-c", "512", NULL);
+    mica_test_result_t r = run("perplexity", tmp("f32"), "-f", TEXT, "-c", "256", NULL);
     cr_expect_eq(r.status, 1);
-    mica_test_expect_one_line(&r, "context of 256 tokens");
+    mica_test_expect_one_line(&r, "context of 128 tokens");
     mica_test_result_free(&r);
     /* the f32 artifact agrees with the GGUF on the reference path (two
      * short windows: the reference path is slow) */
