@@ -256,6 +256,161 @@ static void split_punct(splitter_t *s, size_t pos)
     }
 }
 
+/* ---- the pre-tokenizers llama.cpp runs through std::regex ----
+ *
+ * Every \s in them matches White_Space: llama.cpp hands the regex a text
+ * in which code points above 127 that are White_Space stand as U+000B and
+ * \s (C locale) matches exactly the ASCII White_Space. A class therefore
+ * never holds a non-ASCII White_Space code point, even when its ranges
+ * cover one (U+3000 below). \p{L} and \p{P} match the ASCII letters /
+ * punctuation and the code points above 127 of that category. */
+
+typedef struct cp_range {
+    uint32_t lo, hi; /* inclusive */
+} cp_range_t;
+
+static bool in_ranges(const cp_range_t *r, size_t n, uint32_t c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c >= r[i].lo && c <= r[i].hi)
+            return true;
+    return false;
+}
+
+/* The letter list of DeepSeek LLM's pre-tokenizer (its tokenizer.json,
+ * the same in llama.cpp): cased letters of some scripts, as ranges. */
+static const cp_range_t DS_LETTERS[] = {
+    {0x0041, 0x005A},   {0x0061, 0x007A},   {0x00B5, 0x00B5},   {0x00C0, 0x00D6},
+    {0x00D8, 0x00F6},   {0x00F8, 0x01BA},   {0x01BC, 0x01BF},   {0x01C4, 0x0293},
+    {0x0295, 0x02AF},   {0x0370, 0x0373},   {0x0376, 0x0377},   {0x037B, 0x037D},
+    {0x037F, 0x037F},   {0x0386, 0x0386},   {0x0388, 0x038A},   {0x038C, 0x038C},
+    {0x038E, 0x03A1},   {0x03A3, 0x03F5},   {0x03F7, 0x0481},   {0x048A, 0x052F},
+    {0x0531, 0x0556},   {0x10A0, 0x10C5},   {0x13A0, 0x13F5},   {0x13F8, 0x13FD},
+    {0x1C90, 0x1CBA},   {0x1CBD, 0x1CBF},   {0x1D00, 0x1D2B},   {0x1D6B, 0x1D77},
+    {0x1D79, 0x1D9A},   {0x1E00, 0x1F15},   {0x1F18, 0x1F1D},   {0x1F20, 0x1F45},
+    {0x1F48, 0x1F4D},   {0x1F50, 0x1F57},   {0x1F59, 0x1F59},   {0x1F5B, 0x1F5B},
+    {0x1F5D, 0x1F5D},   {0x1F5F, 0x1F7D},   {0x1F80, 0x1FB4},   {0x1FB6, 0x1FBC},
+    {0x1FBE, 0x1FBE},   {0x1FC2, 0x1FC4},   {0x1FC6, 0x1FCC},   {0x1FD0, 0x1FD3},
+    {0x1FD6, 0x1FDB},   {0x1FE0, 0x1FEC},   {0x1FF2, 0x1FF4},   {0x1FF6, 0x1FFC},
+    {0x2102, 0x2102},   {0x2107, 0x2107},   {0x210A, 0x2113},   {0x2115, 0x2115},
+    {0x2119, 0x211D},   {0x2124, 0x2124},   {0x2126, 0x2126},   {0x2128, 0x2128},
+    {0x212A, 0x212D},   {0x212F, 0x2134},   {0x2139, 0x2139},   {0x213C, 0x213F},
+    {0x2145, 0x2149},   {0x214E, 0x214E},   {0x2183, 0x2184},   {0x2C00, 0x2C7B},
+    {0x2C7E, 0x2CE4},   {0x2CEB, 0x2CEE},   {0x2CF2, 0x2CF3},   {0xA640, 0xA66D},
+    {0xA680, 0xA69B},   {0xA722, 0xA76F},   {0xA771, 0xA787},   {0xA78B, 0xA78E},
+    {0xAB70, 0xABBF},   {0xFB00, 0xFB06},   {0xFB13, 0xFB17},   {0xFF21, 0xFF3A},
+    {0xFF41, 0xFF5A},   {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
+    {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
+};
+
+/* Its punctuation list: ASCII marks and letters but no digits, fullwidth
+ * forms, quotation marks, U+3000..U+3002. */
+static const cp_range_t DS_PUNCTS[] = {
+    {0x0021, 0x002F}, {0x003A, 0x007E}, {0xFF01, 0xFF0F},
+    {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002},
+};
+
+/* [\x{4E00}-\x{9FA5}\x{0800}-\x{4E00}\x{AC00}-\x{D7FF}] (deepseek). */
+static const cp_range_t CJK[] = {{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The classes these splitters take. */
+typedef enum cls {
+    CLS_LETTER,     /* \p{L} */
+    CLS_PUNCT,      /* \p{P} */
+    CLS_PUNCT_TICK, /* [\p{P}\$\+<=>\^~\|`] */
+    CLS_DS_LETTER,
+    CLS_DS_PUNCT,
+    CLS_CJK,
+} cls_t;
+
+static bool in_class(cls_t k, uint32_t c, uint16_t f)
+{
+    if (c > 0x7F && (f & WS))
+        return false;
+    switch (k) {
+    case CLS_LETTER:
+        return c < 128 ? (c | 32) >= 'a' && (c | 32) <= 'z' : (f & LETTER) != 0;
+    case CLS_PUNCT:
+        if (c < 128)
+            return (c >= 0x21 && c <= 0x23) || (c >= 0x25 && c <= 0x2A) ||
+                   (c >= 0x2C && c <= 0x2F) || c == 0x3A || c == 0x3B || c == 0x3F || c == 0x40 ||
+                   (c >= 0x5B && c <= 0x5D) || c == 0x5F || c == 0x7B || c == 0x7D;
+        return (f & MICA_TOK_U_PUNCT) != 0;
+    case CLS_PUNCT_TICK:
+        if (c < 128)
+            return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) ||
+                   (c >= 0x5B && c <= 0x60) || (c >= 0x7B && c <= 0x7E);
+        return (f & MICA_TOK_U_PUNCT) != 0;
+    case CLS_DS_LETTER:
+        return in_ranges(DS_LETTERS, N_OF(DS_LETTERS), c);
+    case CLS_DS_PUNCT:
+        return in_ranges(DS_PUNCTS, N_OF(DS_PUNCTS), c);
+    case CLS_CJK:
+        return in_ranges(CJK, N_OF(CJK), c);
+    }
+    return false;
+}
+
+static bool cls_at(const splitter_t *s, cls_t k, size_t p)
+{
+    return p < s->end && in_class(k, s->cp[p], s->fl[p]);
+}
+
+/* C+: runs of the class and the text between them. */
+static void split_runs(splitter_t *s, size_t pos, cls_t k)
+{
+    while (pos < s->end) {
+        bool in = cls_at(s, k, pos);
+        while (pos < s->end && cls_at(s, k, pos) == in)
+            pos++;
+        add(s, pos);
+    }
+}
+
+/* \s?C+, matched leftmost: a White_Space code point joins the run that
+ * follows it. */
+static void split_space_runs(splitter_t *s, size_t pos, cls_t k)
+{
+    while (pos < s->end) {
+        size_t at = pos;
+        if ((s->fl[pos] & WS) && cls_at(s, k, pos + 1))
+            pos++;
+        else if (!cls_at(s, k, pos)) {
+            pos++;
+            continue;
+        }
+        while (cls_at(s, k, pos))
+            pos++;
+        add(s, at);
+        add(s, pos);
+    }
+    add(s, pos);
+}
+
+/* [\r\n]: each CR and LF on its own. */
+static void split_newline(splitter_t *s, size_t pos)
+{
+    for (; pos < s->end; pos++) {
+        if (s->cp[pos] == '\r' || s->cp[pos] == '\n') {
+            add(s, pos);
+            add(s, pos + 1);
+        }
+    }
+    add(s, pos);
+}
+
+/* \s+$: the White_Space the piece ends with. */
+static void split_trailing_space(splitter_t *s, size_t pos)
+{
+    size_t q = s->end;
+    while (q > pos && (s->fl[q - 1] & WS))
+        q--;
+    add(s, q);
+    add(s, s->end);
+}
+
 int64_t mica_tok_pretokenize(const mica_tokenizer_t *t, const uint32_t *cps, const uint16_t *fl,
                              size_t n, mica_tok_scratch_t *s, int slot_a, int slot_b,
                              const uint32_t **pieces)
@@ -294,6 +449,30 @@ int64_t mica_tok_pretokenize(const mica_tokenizer_t *t, const uint32_t *cps, con
                 break;
             case MICA_TOK_SPLIT_PUNCT:
                 split_punct(&sp, start);
+                break;
+            case MICA_TOK_SPLIT_PUNCT_TICK:
+                split_runs(&sp, start, CLS_PUNCT_TICK);
+                break;
+            case MICA_TOK_SPLIT_NEWLINE:
+                split_newline(&sp, start);
+                break;
+            case MICA_TOK_SPLIT_SPACE_LETTERS:
+                split_space_runs(&sp, start, CLS_LETTER);
+                break;
+            case MICA_TOK_SPLIT_SPACE_PUNCTS:
+                split_space_runs(&sp, start, CLS_PUNCT);
+                break;
+            case MICA_TOK_SPLIT_CJK:
+                split_runs(&sp, start, CLS_CJK);
+                break;
+            case MICA_TOK_SPLIT_DS_LETTERS:
+                split_space_runs(&sp, start, CLS_DS_LETTER);
+                break;
+            case MICA_TOK_SPLIT_DS_PUNCTS:
+                split_space_runs(&sp, start, CLS_DS_PUNCT);
+                break;
+            case MICA_TOK_SPLIT_TRAILING_SPACE:
+                split_trailing_space(&sp, start);
                 break;
             }
             add(&sp, sp.end); /* defensive: a splitter always ends at the end */

@@ -61,15 +61,24 @@ typedef enum mica_tok_split {
     MICA_TOK_SPLIT_QWEN2,  /* the same with \p{N} for \p{N}{1,3} */
     MICA_TOK_SPLIT_DIGIT,  /* \p{N} */
     MICA_TOK_SPLIT_DIGITS, /* \p{N}+ */
-    MICA_TOK_SPLIT_ASCII_DIGIT3, /* [0-9][0-9][0-9] */
-    MICA_TOK_SPLIT_PUNCT,        /* [\p{P}\$\+<=>\^~\|]+ */
+    MICA_TOK_SPLIT_ASCII_DIGIT3,   /* [0-9][0-9][0-9] */
+    MICA_TOK_SPLIT_PUNCT,          /* [\p{P}\$\+<=>\^~\|]+ */
+    MICA_TOK_SPLIT_PUNCT_TICK,     /* [\p{P}\$\+<=>\^~\|`]+ (falcon) */
+    MICA_TOK_SPLIT_NEWLINE,        /* [\r\n] */
+    MICA_TOK_SPLIT_SPACE_LETTERS,  /* \s?\p{L}+ */
+    MICA_TOK_SPLIT_SPACE_PUNCTS,   /* \s?\p{P}+ */
+    MICA_TOK_SPLIT_CJK,            /* [\x{4E00}-\x{9FA5}\x{0800}-\x{4E00}\x{AC00}-\x{D7FF}]+ */
+    MICA_TOK_SPLIT_DS_LETTERS,     /* \s?[A-Za-z...]+: DeepSeek LLM's cased-letter list */
+    MICA_TOK_SPLIT_DS_PUNCTS,      /* \s?[!-/:-~\x{FF01}-\x{FF0F}\x{FF1A}-\x{FF5E}
+                                      \x{2018}-\x{201F}\x{3000}-\x{3002}]+ */
+    MICA_TOK_SPLIT_TRAILING_SPACE, /* \s+$ */
 } mica_tok_split_t;
 
 /* Longest text one encode call takes: keeps every byte offset of the
  * byte-encoded pieces (up to 8 bytes per input byte) within 32 bits. */
 #define MICA_TOK_MAX_TEXT (256u << 20)
 
-#define MICA_TOK_MAX_STAGES 4
+#define MICA_TOK_MAX_STAGES 6
 #define MICA_TOK_MAX_EOG 8
 
 /* One node of the byte trie of special tokens (control, user-defined,

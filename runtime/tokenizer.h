@@ -5,9 +5,10 @@
  *     front when the vocabulary asks, pieces merge by highest score, and
  *     pieces that are no token fall back to <0xXX> byte tokens.
  *   Byte-level BPE ("gpt2"): the text is split by the pre-tokenizer the
- *     vocabulary names (gpt-2, llama3, qwen2, smollm, default and their
- *     aliases), bytes map to printable characters as in GPT-2, and pieces
- *     merge by merge rank.
+ *     vocabulary names (gpt-2, llama3, qwen2, smollm, starcoder, falcon,
+ *     deepseek-llm, deepseek-coder, default and their aliases; any other
+ *     name is refused), bytes map to printable characters as in GPT-2, and
+ *     pieces merge by merge rank.
  *
  * The tokenizer is built from plain arrays (mica_vocab_desc_t) that a loader
  * fills: runtime/vocab.h from GGUF metadata (a model file's in the
@@ -163,7 +164,8 @@ mica_token_type_t mica_tokenizer_token_type(const mica_tokenizer_t *tok, int32_t
 bool mica_tokenizer_is_eog(const mica_tokenizer_t *tok, int32_t id);
 /* Upper bound of the bytes one token decodes to. */
 size_t mica_tokenizer_max_piece_len(const mica_tokenizer_t *tok);
-/* The Unicode version of the character tables ("14.0.0"). */
+/* The Unicode version of the character tables ("15.1.0", pinned in
+ * codegen/unicode-data.txt, the same as llama.cpp's). */
 const char *mica_tokenizer_unicode_version(void);
 
 #endif

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "gguf.h"
+#include "gguf_write.h"
+#include "test_run.h"
 #include "test_support.h"
 #include "tok_internal.h"
 #include "tokenizer.h"
@@ -438,10 +440,12 @@ Test(tokenizer_golden, smollm2_vocabulary)
 
 /* ---- robustness ---- */
 
+/* CPU seconds of this process: the bound below is on the tokenizer's work
+ * (no quadratic case), which wall time on a shared, loaded machine is not. */
 static double seconds(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -1074,11 +1078,40 @@ Test(tokenizer_pre, qwen2_smollm_default)
     EXPECT_SPLIT("default", "x`y", "x", "`", "y");
 }
 
+Test(tokenizer_pre, deepseek_falcon)
+{
+    /* deepseek-llm: [\r\n], \s?LETTERS+, \s?PUNCTS+ (ASCII letters are in
+     * its punctuation list, digits are not), \s+$, CJK+, \p{N}+ */
+    EXPECT_SPLIT("deepseek-llm", "Hello world 123\n\tx", "Hello", " world", " ", "123", "\n",
+                 "\tx");
+    EXPECT_SPLIT("deepseek-llm", "\xc3\xa9\xe4\xb8\xad\xe6\x96\x87 12,", "\xc3\xa9",
+                 "\xe4\xb8\xad\xe6\x96\x87", " ", "12", ",");
+    EXPECT_SPLIT("deepseek-llm", "ab,  ", "ab", ",", "  ");
+    EXPECT_SPLIT("deepseek-llm", "a\r\n\r", "a", "\r", "\n", "\r");
+    /* U+00D7 (multiplication sign) is no letter of its list, U+00D8 is */
+    EXPECT_SPLIT("deepseek-llm", "\xc3\x97\xc3\x98", "\xc3\x97", "\xc3\x98");
+    /* deepseek-coder: [\r\n], \s?\p{L}+, \s?\p{P}+, CJK+, \p{N} */
+    EXPECT_SPLIT("deepseek-coder", "Hi, 42 \xc3\xa9\n\xe4\xb8\xad", "Hi", ",", " ", "4", "2",
+                 " \xc3\xa9", "\n", "\xe4\xb8\xad");
+    EXPECT_SPLIT("deepseek-coder", "a$b", "a", "$", "b"); /* $ is a symbol, not \p{P} */
+    EXPECT_SPLIT("deepseek-coder", "x\xe4\xb8\xad", "x", "\xe4\xb8\xad");
+    /* falcon: [\p{P}\$\+<=>\^~\|`]+, gpt-2, [0-9]{3} */
+    EXPECT_SPLIT("falcon", "x`y 1234", "x", "`", "y", " ", "123", "4");
+    EXPECT_SPLIT("falcon", "a+=b", "a", "+=", "b");
+}
+
 /* ---- Unicode table ---- */
 
 Test(tokenizer_unicode, generated_classes)
 {
-    cr_expect(strlen(mica_tokenizer_unicode_version()) >= 5);
+    /* pinned, whatever the build host's Python has */
+    cr_expect_str_eq(mica_tokenizer_unicode_version(), "15.1.0");
+    cr_expect(mica_tok_uclass(0x31350) & MICA_TOK_U_LETTER); /* CJK Ext. H, new in 15.0 */
+    cr_expect(mica_tok_uclass(0x11F00) & MICA_TOK_U_MARK);   /* Kawi sign, new in 15.0 */
+    cr_expect(mica_tok_uclass(0x2EBF0) & MICA_TOK_U_LETTER); /* CJK Ext. I, new in 15.1 */
+    cr_expect_eq(mica_tok_uclass(0x2EE5E), MICA_TOK_U_UNDEFINED); /* just past it */
+    cr_expect(mica_tok_uclass(0x3000) & MICA_TOK_U_WHITESPACE);
+    cr_expect(!(mica_tok_uclass(0x200B) & MICA_TOK_U_WHITESPACE)); /* ZWSP: Cf, no space */
     cr_expect(mica_tok_uclass('a') & MICA_TOK_U_LETTER);
     cr_expect(mica_tok_uclass('7') & MICA_TOK_U_NUMBER);
     cr_expect(mica_tok_uclass(' ') & MICA_TOK_U_WHITESPACE);
@@ -1095,4 +1128,159 @@ Test(tokenizer_unicode, generated_classes)
     cr_expect_eq(mica_tok_uclass(0x0378), MICA_TOK_U_UNDEFINED);
     cr_expect_eq(mica_tok_uclass(0x10FFFF), MICA_TOK_U_UNDEFINED);
     cr_expect_eq(mica_tok_uclass(0x1FFFFF), MICA_TOK_U_UNDEFINED);
+}
+
+/* ---- mica tokenize / detokenize on a vocabulary-only GGUF ---- */
+
+static char cli_dir[] = "/tmp/mica-tok-cli-XXXXXX";
+
+static void cli_setup(void)
+{
+    mica_test_tmpdir_make(cli_dir);
+}
+
+static void cli_teardown(void)
+{
+    mica_test_tmpdir_remove(cli_dir);
+}
+
+TestSuite(tokenizer_cli, .init = cli_setup, .fini = cli_teardown, .timeout = 120);
+
+/* Writes cli_dir/name: the tokenizer keys of a golden model, no tensors,
+ * an architecture no loader knows; `pre` replaces tokenizer.ggml.pre when
+ * not NULL. Returns the path. */
+static const char *write_vocab_only(const char *model, const char *name, const char *pre)
+{
+    mica_gguf_t *f = NULL;
+    mica_diag_t d = {0};
+    cr_assert_eq(mica_gguf_open(mica_test_golden(model), &f, &d), MICA_OK, "%s", d.msg);
+    const char *path = mica_test_path(cli_dir, name);
+    mica_gguf_writer_t *w = NULL;
+    cr_assert_eq(mica_gguf_writer_create(path, &w, &d), MICA_OK, "%s", d.msg);
+    cr_assert_eq(mica_gguf_writer_add_str(w, "general.architecture", "no-such-arch", &d), MICA_OK);
+    for (uint64_t i = 0; i < mica_gguf_kv_count(f); i++) {
+        const mica_gguf_kv_t *kv = mica_gguf_kv_at(f, i);
+        if (kv->key.len <= 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0)
+            continue;
+        if (pre && mica_gguf_str_eq(kv->key, "tokenizer.ggml.pre"))
+            continue;
+        cr_assert_eq(mica_gguf_writer_add_kv(w, kv, &d), MICA_OK, "%s", d.msg);
+    }
+    if (pre)
+        cr_assert_eq(mica_gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, &d), MICA_OK);
+    cr_assert_eq(mica_gguf_writer_finish(w, &d), MICA_OK, "%s", d.msg);
+    mica_gguf_writer_release(w);
+    mica_gguf_close(f);
+    return path;
+}
+
+#define cli(...) mica_test_mica(cli_dir, __VA_ARGS__)
+
+Test(tokenizer_cli, vocab_only_gguf_tokenizes_in_every_mode)
+{
+    const char *v = write_vocab_only("qwen2-tiny.f32.gguf", "gpt2-vocab.gguf", NULL);
+    /* first string of golden/tokenizer/gpt-2.inp and its ids in gpt-2.out */
+    const char *text = "ied 4 \xc2\xbd months";
+    mica_test_result_t r = cli("tokenize", v, "-p", text, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "798 604 25208 1933\n");
+    mica_test_result_free(&r);
+    r = cli("tokenize", v, "-p", text, "--ids", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "[798, 604, 25208, 1933]\n");
+    mica_test_result_free(&r);
+    /* GPT-2's pieces: "ied", " 4", " \xc2\xbd", " months" */
+    r = cli("tokenize", v, "-p", text, "--pieces", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "   798 -> 'ied'\n   604 -> ' 4'\n 25208 -> ' \xc2\xbd'\n  1933 -> ' months'\n");
+    mica_test_result_free(&r);
+    r = cli("tokenize", v, "-p", text, "--ids", "--pieces", NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_expect_one_line(&r, "at most one of --ids and --pieces");
+    mica_test_result_free(&r);
+}
+
+Test(tokenizer_cli, detokenize_inverts_tokenize)
+{
+    const char *v = write_vocab_only("qwen2-tiny.f32.gguf", "gpt2-vocab.gguf", NULL);
+    mica_test_result_t r = cli("detokenize", v, "798,604,25208,1933", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "ied 4 \xc2\xbd months");
+    mica_test_result_free(&r);
+    /* the list form --ids prints; " ," stays (no clean-up) */
+    r = cli("detokenize", v, "[15496, 837, 995]", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "Hello , world");
+    mica_test_result_free(&r);
+    /* an SPM vocabulary: the space put before the text is taken off again */
+    const char *s = write_vocab_only("llama-tiny.f32.gguf", "spm-vocab.gguf", NULL);
+    r = cli("tokenize", s, "-p", "Hello world", "--ids", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "[15043, 3186]\n"); /* llama-spm.out: "Hello world" */
+    char ids[64];
+    snprintf(ids, sizeof ids, "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    mica_test_result_free(&r);
+    r = cli("detokenize", s, ids, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "Hello world");
+    mica_test_result_free(&r);
+    /* BOS prints nothing, or its text with --special: "<s>Hello", which
+     * tokenizes back to 1,15043 with --special (the space is put in front
+     * of the text after a special token) */
+    r = cli("detokenize", s, "1,15043", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "Hello");
+    mica_test_result_free(&r);
+    r = cli("detokenize", s, "1,15043", "--special", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "<s>Hello");
+    mica_test_result_free(&r);
+    r = cli("tokenize", s, "-p", "<s>Hello", "--special", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "1 15043\n");
+    mica_test_result_free(&r);
+}
+
+Test(tokenizer_cli, bad_input_is_named)
+{
+    const char *v = write_vocab_only("qwen2-tiny.f32.gguf", "gpt2-vocab.gguf", NULL);
+    mica_test_result_t r = cli("detokenize", v, "1,50257", NULL);
+    cr_expect_eq(r.status, 1);
+    mica_test_expect_one_line(&r, "token id 50257 outside the vocabulary of 50257");
+    mica_test_result_free(&r);
+    r = cli("detokenize", v, "1,-3", NULL);
+    cr_expect_eq(r.status, 1);
+    mica_test_expect_one_line(&r, "token id -3 outside the vocabulary");
+    mica_test_result_free(&r);
+    r = cli("detokenize", v, "1,,2", NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_expect_one_line(&r, "id 2 of '1,,2' is not an integer");
+    mica_test_result_free(&r);
+    r = cli("detokenize", v, "[1, 2", NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_expect_one_line(&r, "no closing ']'");
+    mica_test_result_free(&r);
+    r = cli("detokenize", v, "99999999999", NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_expect_one_line(&r, "is not an integer");
+    mica_test_result_free(&r);
+    r = cli("detokenize", v, NULL);
+    cr_expect_eq(r.status, 2);
+    mica_test_expect_one_line(&r, "no ids given");
+    mica_test_result_free(&r);
+    /* an unknown pre-tokenizer is refused by name, in both commands */
+    const char *u = write_vocab_only("qwen2-tiny.f32.gguf", "odd-pre.gguf", "no-such-pre");
+    r = cli("tokenize", u, "-p", "x", NULL);
+    cr_expect_eq(r.status, 1);
+    mica_test_expect_one_line(&r, "unknown pre-tokenizer 'no-such-pre'");
+    mica_test_result_free(&r);
+    r = cli("detokenize", u, "1", NULL);
+    cr_expect_eq(r.status, 1);
+    mica_test_expect_one_line(&r, "unknown pre-tokenizer 'no-such-pre'");
+    mica_test_result_free(&r);
+    /* not a GGUF */
+    r = cli("tokenize", mica_test_path(cli_dir, "missing.gguf"), "-p", "x", NULL);
+    cr_expect_eq(r.status, 1);
+    mica_test_expect_one_line(&r, "missing.gguf");
+    mica_test_result_free(&r);
 }

@@ -18,9 +18,11 @@ int mica_cmd_dump(int argc, char **argv);
 int mica_cmd_run(int argc, char **argv);
 int mica_cmd_chat(int argc, char **argv);
 int mica_cmd_tokenize(int argc, char **argv);
+int mica_cmd_detokenize(int argc, char **argv);
 int mica_cmd_targets(int argc, char **argv);
 int mica_cmd_synth(int argc, char **argv);
 int mica_cmd_bench(int argc, char **argv);
+int mica_cmd_perplexity(int argc, char **argv);
 
 /* Prints "FILE: message" ("FILE:LINE:COL: message" for parser messages,
  * "mica: message" when file is NULL) on stderr; returns MICA_EXIT_FAIL. */

@@ -21,10 +21,12 @@ static const struct {
     {"chat", mica_cmd_chat, "chat with a model, one message per line"},
     {"tokenize", mica_cmd_tokenize, "print the token ids of a text"},
     {"template", mica_cmd_template, "print the chat prompt a conversation renders to"},
+    {"detokenize", mica_cmd_detokenize, "print the text of comma-separated token ids"},
     {"synth", mica_cmd_synth, "write a random-weight GGUF in a real model's shapes"},
     {"dump", mica_cmd_dump, "print the IR after a pass, as text or Graphviz DOT"},
     {"targets", mica_cmd_targets, "list the targets mica compiles for and their features"},
     {"bench", mica_cmd_bench, "measure prompt and generation speed, llama-bench style"},
+    {"perplexity", mica_cmd_perplexity, "measure a model's perplexity on a text, llama.cpp's way"},
 };
 
 static void usage(FILE *f)
