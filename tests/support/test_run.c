@@ -46,9 +46,11 @@ static mica_test_result_t run_program(const char *dir, long fsize_limit, const c
         _exit(127);
     }
     int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    cr_assert_eq(wait4(pid, &st, 0, &ru), pid);
     mica_test_result_t r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1,
-                            WIFSIGNALED(st) ? WTERMSIG(st) : 0, NULL, NULL};
+                            WIFSIGNALED(st) ? WTERMSIG(st) : 0, NULL, NULL, ru.ru_maxrss};
     r.out = mica_test_read_file(out_path, NULL);
     r.err = mica_test_read_file(err_path, NULL);
     cr_assert(r.out && r.err);
