@@ -11,7 +11,8 @@ typedef struct mica_test_result {
     int signal; /* the signal that killed it, else 0 */
     char *out;  /* stdout (malloc'd) */
     char *err;  /* stderr (malloc'd) */
-    long max_rss_kib; /* the child's peak resident set, KiB (getrusage's ru_maxrss) */
+    long max_rss_kib; /* the child's peak resident set, KiB (ru_maxrss: it includes what the
+                         child held as a fork of the test, before its exec) */
 } mica_test_result_t;
 
 /* Runs mica with the NULL-terminated argument list; the captured streams
